@@ -1,0 +1,1 @@
+//! The config file: one strict schema.

@@ -1,0 +1,61 @@
+//! The one error type, with stable reasons and exit codes.
+
+use std::path::PathBuf;
+
+/// Exit codes, documented in the README. Mapped once, in `main`.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const REFUSED: u8 = 10;
+    pub const CONFIG: u8 = 78;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("refusing to {action}: {guard}: {detail}")]
+    Refused {
+        action: String,
+        guard: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A short stable code for status reports and tests.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::Config { .. } => "config",
+            Self::Refused { guard, .. } => guard,
+            Self::Other(_) => "failure",
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config { .. } => exit::CONFIG,
+            Self::Refused { .. } => exit::REFUSED,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

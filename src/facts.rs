@@ -1,0 +1,197 @@
+//! The facts schema: everything `detect` learns about the machine, as one serialisable value.
+//!
+//! The JSON names here are a contract: `plan`, the handoff, the Nix `facts` module and users'
+//! scripts read them. Rename nothing without updating all of those.
+
+use serde::{Deserialize, Serialize};
+
+/// Schema version of `facts.json`; bump on any incompatible change.
+pub const FACTS_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Facts {
+    pub version: u32,
+    pub host: HostFacts,
+    pub dmi: DmiFacts,
+    pub disks: Vec<Disk>,
+    pub network: NetworkFacts,
+    /// Filled by provider identification; `None` until it has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::provider::CloudFacts>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    Uefi,
+    #[default]
+    Bios,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HostFacts {
+    /// `x86_64` or `aarch64` (or whatever `uname -m` says on others).
+    pub arch: String,
+    pub kernel_release: Option<String>,
+    pub firmware: Firmware,
+    /// `None` when not UEFI or the efivar is unreadable.
+    pub secure_boot: Option<bool>,
+    /// The bracketed mode of `/sys/kernel/security/lockdown`: `none`, `integrity`, `confidentiality`.
+    pub lockdown: Option<String>,
+    /// `/proc/sys/kernel/kexec_load_disabled` as read (`None` when unreadable).
+    pub kexec_load_disabled: Option<bool>,
+    pub kexec_allowed: bool,
+    /// Why kexec is not allowed, one entry per blocker; empty when allowed.
+    #[serde(default)]
+    pub kexec_blockers: Vec<String>,
+    /// Container technology (`lxc`, `docker`, `podman`, `systemd-nspawn`, ...), `None` on a VM.
+    pub container: Option<String>,
+    /// `/sys/hypervisor/type` (`xen` on Xen guests).
+    pub hypervisor: Option<String>,
+    pub memory_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub cpu_count: u32,
+    pub os: OsRelease,
+    /// Whether PID 1 is systemd (decides how stage 1 detaches and jumps).
+    pub systemd: bool,
+}
+
+/// The parts of `/etc/os-release` the guards care about.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OsRelease {
+    pub id: Option<String>,
+    pub version_id: Option<String>,
+    pub pretty_name: Option<String>,
+}
+
+/// `/sys/class/dmi/id/*`; a field that is absent or unreadable is `None`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DmiFacts {
+    pub sys_vendor: Option<String>,
+    pub product_name: Option<String>,
+    pub product_serial: Option<String>,
+    pub product_uuid: Option<String>,
+    pub chassis_asset_tag: Option<String>,
+    pub board_vendor: Option<String>,
+    pub bios_vendor: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Nvme,
+    Virtio,
+    Scsi,
+    Xen,
+    Ata,
+    Mmc,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Disk {
+    /// Kernel name, e.g. `nvme0n1`.
+    pub name: String,
+    /// `/dev/<name>`.
+    pub path: String,
+    pub size_bytes: u64,
+    pub logical_sector_size: Option<u32>,
+    pub model: Option<String>,
+    pub vendor: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub transport: Transport,
+    pub rotational: Option<bool>,
+    pub removable: bool,
+    pub read_only: bool,
+    /// Full `/dev/disk/by-id/...` paths that point at this disk.
+    pub by_id: Vec<String>,
+    /// Filesystem label of the whole disk (e.g. `cidata`, `config-2`), when known.
+    pub fs_label: Option<String>,
+    pub partitions: Vec<Partition>,
+    /// Devices stacked on the whole disk (dm, md).
+    pub holders: Vec<String>,
+    /// Mountpoints of the whole disk itself (no partition table).
+    pub mountpoints: Vec<String>,
+    pub swap: bool,
+    /// True when the running root filesystem lives on this disk, through any dm/LVM/md/partition stack.
+    pub holds_root: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Partition {
+    pub name: String,
+    pub path: String,
+    pub number: Option<u32>,
+    pub size_bytes: u64,
+    pub partlabel: Option<String>,
+    pub fs_label: Option<String>,
+    pub holders: Vec<String>,
+    pub mountpoints: Vec<String>,
+    pub swap: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NetworkFacts {
+    pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
+    /// Resolver addresses that actually answer queries (never the 127.0.0.53 stub).
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    /// Where `dns` came from: `resolv.conf`, `systemd-resolved`, or `network-state` (fixture).
+    pub dns_source: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Interface {
+    pub name: String,
+    pub index: u32,
+    pub mac: Option<String>,
+    pub driver: Option<String>,
+    /// Backed by a device (has `/sys/class/net/<if>/device`), as opposed to veth, bridge, dummy, ...
+    pub physical: bool,
+    /// `ether`, `loopback`, ... as `ip` prints `link_type`.
+    pub link_type: String,
+    pub mtu: u32,
+    /// Operational state: `up`, `down`, `unknown`, ...
+    pub state: String,
+    pub addresses: Vec<Address>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Inet,
+    Inet6,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Address {
+    pub family: Family,
+    pub address: String,
+    pub prefix_len: u8,
+    /// `global`, `link`, `host`, ...
+    pub scope: String,
+    /// Configured by DHCP or RA (`ip` prints `dynamic`), as opposed to static.
+    pub dynamic: bool,
+    /// Seconds; 4294967295 means forever, as in `ip -j addr`.
+    pub valid_lifetime: u32,
+    pub preferred_lifetime: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Route {
+    pub family: Family,
+    /// `default` or `prefix/len`.
+    pub dst: String,
+    pub gateway: Option<String>,
+    /// Family of the gateway when it differs from the route's (IPv4 via an IPv6 gateway).
+    pub gateway_family: Option<Family>,
+    pub dev: Option<String>,
+    pub onlink: bool,
+    pub metric: Option<u32>,
+    /// `kernel`, `boot`, `static`, `dhcp`, `ra`, ... as `ip` prints it.
+    pub protocol: String,
+    pub scope: Option<String>,
+    pub table: Option<u32>,
+}

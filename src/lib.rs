@@ -1,0 +1,18 @@
+//! nixos-lift: a pull-model NixOS installer for cloud VMs.
+//!
+//! Stage 1 runs in the stock image (detect, plan, fetch, hand off, kexec) and never writes a
+//! disk; stage 2 runs in the RAM-only installer (restore network, partition, install, report).
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod facts;
+pub mod host;
+pub mod logging;
+pub mod output;
+pub mod provider;
+
+mod command;
+
+pub use command::run;
+pub use error::{Error, Result};

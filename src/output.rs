@@ -1,0 +1,37 @@
+//! Printing results as JSON, YAML or text.
+
+use std::io::{IsTerminal, Write};
+
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::{Error, Result};
+
+/// JSON when stdout is not a terminal, else text.
+pub fn resolve(format: Option<OutputFormat>) -> OutputFormat {
+    format.unwrap_or_else(|| {
+        if std::io::stdout().is_terminal() {
+            OutputFormat::Text
+        } else {
+            OutputFormat::Json
+        }
+    })
+}
+
+/// Prints `value` in the machine formats, or `text` for people.
+pub fn print<T: Serialize>(
+    value: &T,
+    format: OutputFormat,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    let rendered = match format {
+        OutputFormat::Json => serde_json::to_string_pretty(value)
+            .map_err(|e| Error::Other(format!("encoding JSON: {e}")))?,
+        OutputFormat::Yaml => {
+            serde_yaml::to_string(value).map_err(|e| Error::Other(format!("encoding YAML: {e}")))?
+        }
+        OutputFormat::Text => text(),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", rendered.trim_end()).map_err(|e| Error::io("writing stdout", e))
+}
