@@ -7,9 +7,11 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod facts;
+pub mod handoff;
 pub mod host;
 pub mod logging;
 pub mod output;
+pub mod plan;
 pub mod provider;
 
 mod command;

@@ -1,0 +1,100 @@
+//! The install plan: facts plus config, decided up front in stage 1 and carried to stage 2.
+//!
+//! `plan.json` in the handoff is this struct. Stage 2 executes it; it never re-plans.
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::Firmware;
+use crate::provider::ProviderKind;
+
+/// Schema version of `plan.json`; bump on any incompatible change.
+pub const PLAN_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Plan {
+    pub version: u32,
+    /// Version of the agent that made the plan.
+    pub agent_version: String,
+    pub arch: String,
+    pub firmware: Firmware,
+    pub provider: ProviderKind,
+    pub instance_id: Option<String>,
+    pub hostname: String,
+    /// The disk stage 2 wipes, by stable identity; `None` when a guard refused.
+    pub target: Option<TargetDisk>,
+    /// Disks that are left alone, each with the reason.
+    pub other_disks: Vec<OtherDisk>,
+    pub flake: FlakeTarget,
+    /// Prebuilt system store path (fleet mode): skip evaluation.
+    pub system: Option<String>,
+    pub installer: InstallerPlan,
+    /// Kernel command line for the installer; filled once the installer is unpacked.
+    pub kernel_cmdline: Option<String>,
+    /// Paths inside the handoff archive.
+    pub handoff: Vec<String>,
+    pub guards: Vec<GuardResult>,
+    pub nix: NixPlan,
+    pub report: ReportPlan,
+    pub ssh_authorized_keys: Vec<String>,
+    pub reboot: bool,
+    pub keep_host_keys: bool,
+}
+
+/// A disk identified so stage 2 can find it again after kexec, when names may have changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetDisk {
+    /// The path in stage 1, e.g. `/dev/vda`; may differ in stage 2.
+    pub path: String,
+    pub name: String,
+    pub by_id: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub size_bytes: u64,
+    pub transport: crate::facts::Transport,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OtherDisk {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlakeTarget {
+    /// The full reference with placeholders resolved, e.g. `github:me/fleet#cloud-x86_64`.
+    pub reference: String,
+    /// The part before `#`.
+    pub url: String,
+    /// The `nixosConfigurations` attribute name.
+    pub attr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstallerPlan {
+    /// With `{arch}` resolved.
+    pub url: String,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GuardResult {
+    /// Stable name, e.g. `memory`, `kexec-allowed`.
+    pub name: String,
+    pub ok: bool,
+    pub found: String,
+    pub needed: String,
+    /// What the user can do about a refusal; empty when ok.
+    pub way_out: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NixPlan {
+    pub substituters: Vec<String>,
+    pub trusted_public_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReportPlan {
+    /// The token travels in `secrets.json`, never here.
+    pub webhook_url: Option<String>,
+}
