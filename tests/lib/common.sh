@@ -14,10 +14,10 @@ need_apt() {
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ -z "$_apt_updated" ]; then
-        apt-get update -qq >/dev/null
+        apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
         _apt_updated=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # need_cargo_tool BIN CRATE VERSION: `cargo install --locked` unless BIN is already that version.
