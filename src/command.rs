@@ -9,7 +9,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Detect(args) => {
             let facts = host::inspect(&SysRoot::new(&args.inspect.root))?;
             output::print(&facts, output::resolve(args.format), || {
-                format!("{facts:#?}")
+                host::summary(&facts)
             })
         }
         Command::Config(ConfigCommand::Check { file }) => Err(crate::Error::Other(format!(

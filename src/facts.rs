@@ -132,6 +132,7 @@ pub struct Partition {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct NetworkFacts {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,

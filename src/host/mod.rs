@@ -1,33 +1,62 @@
 //! Host inspection: everything read from /sys, /proc, /dev and /etc, through one root.
+//!
+//! Each concern has its module; every read goes through [`SysRoot`] and is tolerant, so a
+//! fixture tree, a normal user and a half-broken sysfs all give facts, never a panic.
 
-use std::path::{Path, PathBuf};
+mod container;
+mod disk;
+mod dmi;
+mod dns;
+mod firmware;
+mod mounts;
+mod net;
+mod netlink;
+mod stack;
+mod summary;
+pub mod sysroot;
+mod system;
 
-use crate::facts::Facts;
+pub use net::NETWORK_STATE_FILE;
+pub use summary::summary;
+pub use sysroot::SysRoot;
+
+use crate::facts::{Facts, HostFacts, FACTS_VERSION};
 use crate::Result;
 
-/// The root all host reads go through (`--root`), so fixture trees and rehearsals work.
-#[derive(Debug, Clone)]
-pub struct SysRoot(PathBuf);
-
-impl SysRoot {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self(root.into())
-    }
-
-    /// `path` is absolute as seen on the host, e.g. `/sys/block`.
-    pub fn join(&self, path: impl AsRef<Path>) -> PathBuf {
-        let rel = path.as_ref().strip_prefix("/").unwrap_or(path.as_ref());
-        self.0.join(rel)
-    }
-
-    pub fn is_host(&self) -> bool {
-        self.0 == Path::new("/")
-    }
-}
-
 /// Gathers the local facts (everything but `cloud`).
-pub fn inspect(_root: &SysRoot) -> Result<Facts> {
-    Err(crate::Error::Other(
-        "host inspection is not implemented yet".into(),
-    ))
+pub fn inspect(root: &SysRoot) -> Result<Facts> {
+    if !root.join("/").is_dir() {
+        return Err(crate::Error::Other(format!(
+            "inspecting the host under {}: not a directory",
+            root.join("/").display()
+        )));
+    }
+    let container = container::detect(root);
+    let fw = firmware::inspect(root, container.as_deref());
+    let (memory_bytes, memory_available_bytes) = system::memory(root);
+    let host = HostFacts {
+        arch: system::arch(root),
+        kernel_release: system::kernel_release(root),
+        firmware: fw.firmware,
+        secure_boot: fw.secure_boot,
+        lockdown: fw.lockdown,
+        kexec_load_disabled: fw.kexec_load_disabled,
+        kexec_allowed: fw.kexec_allowed,
+        kexec_blockers: fw.kexec_blockers,
+        container,
+        hypervisor: system::hypervisor(root),
+        memory_bytes,
+        memory_available_bytes,
+        cpu_count: system::cpu_count(root),
+        os: system::os_release(root),
+        systemd: system::pid1_is_systemd(root),
+    };
+    Ok(Facts {
+        version: FACTS_VERSION,
+        host,
+        dmi: dmi::inspect(root),
+        disks: disk::inspect(root),
+        network: net::inspect(root),
+        cloud: None,
+    })
 }
