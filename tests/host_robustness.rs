@@ -98,10 +98,8 @@ fn a_disk_that_vanished_after_listing_is_left_out() {
     let dir = copy_fixture("aws-nitro-x86_64");
     let root = dir.path();
     // The listing still has nvme1n1, but its device directory is gone.
-    fs::remove_dir_all(root.join(format!(
-        "sys/devices/pci0000:00/0000:00:1f.0/nvme/nvme1/nvme1n1"
-    )))
-    .unwrap();
+    fs::remove_dir_all(root.join("sys/devices/pci0000:00/0000:00:1f.0/nvme/nvme1/nvme1n1"))
+        .unwrap();
     // And a partition's directory lost its files mid-read.
     fs::remove_file(root.join(format!("{NVME0}/nvme0n1/nvme0n1p16/partition"))).unwrap();
     symlink("../devices/gone/block/vdz", root.join("sys/block/vdz")).unwrap();
