@@ -6,17 +6,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{agent, names};
+use common::{agent, agent_as_nobody, detect_with, names};
 use serde_json::Value;
-
-fn parse(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "detect failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn uname(flag: &str) -> String {
     let out = Command::new("uname").arg(flag).output().unwrap();
@@ -29,12 +20,7 @@ fn interface_names(facts: &Value) -> Vec<String> {
 
 #[test]
 fn detect_reads_this_machine() {
-    let facts = parse(
-        agent()
-            .args(["detect", "--format", "json"])
-            .output()
-            .unwrap(),
-    );
+    let facts = detect_with(agent(), None);
     let host = &facts["host"];
     assert_eq!(host["arch"], uname("-m"));
     assert_eq!(host["kernel_release"], uname("-r"));
@@ -63,21 +49,8 @@ fn detect_works_as_an_unprivileged_user_and_agrees_with_root() {
         eprintln!("skipped: needs root to compare with an unprivileged run");
         return;
     }
-    let bin = assert_cmd::cargo::cargo_bin("nixos-lift");
-    let as_root = parse(
-        agent()
-            .args(["detect", "--format", "json"])
-            .output()
-            .unwrap(),
-    );
-    let as_nobody = parse(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin)
-            .args(["detect", "--format", "json"])
-            .output()
-            .unwrap(),
-    );
+    let as_root = detect_with(agent(), None);
+    let as_nobody = detect_with(agent_as_nobody(), None);
     for key in [
         "arch",
         "kernel_release",

@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use common::{agent, copy_fixture, detect, disk, names};
+use common::{agent, agent_as_nobody, copy_fixture, detect, detect_with, disk, names};
 use serde_json::{json, Value};
 
 fn write(root: &Path, path: &str, content: &[u8]) {
@@ -174,20 +174,7 @@ fn unreadable_dmi_is_absent_for_a_normal_user() {
     for field in ["product_serial", "product_uuid"] {
         fs::set_permissions(dmi.join(field), fs::Permissions::from_mode(0o400)).unwrap();
     }
-    let bin = assert_cmd::cargo::cargo_bin("nixos-lift");
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
-        .args(["detect", "--format", "json", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let facts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let facts = detect_with(agent_as_nobody(), Some(root));
     assert_eq!(facts["dmi"]["product_serial"], Value::Null);
     assert_eq!(facts["dmi"]["product_uuid"], Value::Null);
     assert_eq!(

@@ -31,6 +31,7 @@ pub fn inspect(root: &SysRoot) -> Result<Facts> {
             root.join("/").display()
         )));
     }
+    let _span = tracing::info_span!("inspect").entered();
     let container = container::detect(root);
     let fw = firmware::inspect(root, container.as_deref());
     let (memory_bytes, memory_available_bytes) = system::memory(root);
@@ -51,6 +52,14 @@ pub fn inspect(root: &SysRoot) -> Result<Facts> {
         os: system::os_release(root),
         systemd: system::pid1_is_systemd(root),
     };
+    tracing::info!(
+        arch = %host.arch,
+        firmware = ?host.firmware,
+        container = host.container.as_deref().unwrap_or("none"),
+        "kexec {}{}",
+        if host.kexec_allowed { "allowed" } else { "blocked: " },
+        host.kexec_blockers.join("; ")
+    );
     Ok(Facts {
         version: FACTS_VERSION,
         host,

@@ -21,7 +21,19 @@ pub fn root_disks(root: &SysRoot, mounts: &MountTable) -> BTreeSet<String> {
     } else {
         root.canonical(format!("/sys/dev/block/{}", mount.dev))
     };
-    start.map(|dir| disks_under(root, dir)).unwrap_or_default()
+    let disks = start.map(|dir| disks_under(root, dir)).unwrap_or_default();
+    if disks.is_empty() {
+        tracing::warn!(
+            dev = %mount.dev, source = %mount.source,
+            "no disk found under the root filesystem ({} on {})", mount.fs_type, mount.source
+        );
+    } else {
+        tracing::info!(
+            dev = %mount.dev, source = %mount.source,
+            "root filesystem is on {}", disks.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    disks
 }
 
 /// `/dev/mapper/vg-root` → its `/sys/class/block/dm-N` directory.

@@ -17,20 +17,31 @@ pub fn agent() -> Command {
     Command::cargo_bin("nixos-lift").unwrap()
 }
 
-/// `detect --root ROOT --format json`, which must succeed, parsed.
-pub fn detect(root: &Path) -> Value {
-    let out = agent()
-        .args(["detect", "--format", "json", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
+/// The agent run as `nobody` (uid 65534), to see what a normal user gets; needs root.
+pub fn agent_as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("nixos-lift"));
+    cmd
+}
+
+/// `detect --format json [--root ROOT]` through `cmd`, which must succeed, parsed.
+pub fn detect_with(mut cmd: Command, root: Option<&Path>) -> Value {
+    cmd.args(["detect", "--format", "json"]);
+    if let Some(root) = root {
+        cmd.arg("--root").arg(root);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "detect --root {} failed: {}",
-        root.display(),
+        "detect {root:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+pub fn detect(root: &Path) -> Value {
+    detect_with(agent(), Some(root))
 }
 
 /// A private copy of a fixture tree (symlinks kept) that a test may break.
