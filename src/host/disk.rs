@@ -197,8 +197,57 @@ impl DevLinks {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_from_name_then_sysfs_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "sda",
+                "pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda",
+                Transport::Ata,
+            ),
+            (
+                "sdb",
+                "pci0000:00/0000:00:03.0/virtio1/host2/target2:0:0/2:0:0:0/block/sdb",
+                Transport::Scsi,
+            ),
+            (
+                "vda",
+                "pci0000:00/0000:00:05.0/virtio2/block/vda",
+                Transport::Virtio,
+            ),
+            ("xvda", "vbd-768/block/xvda", Transport::Xen),
+            (
+                "mmcblk0",
+                "platform/mmc0/mmc0:0001/block/mmcblk0",
+                Transport::Mmc,
+            ),
+            (
+                "nvme0n1",
+                "pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1",
+                Transport::Nvme,
+            ),
+            ("zd0", "virtual/block/zd0", Transport::Unknown),
+        ];
+        std::fs::create_dir_all(dir.path().join("sys/block")).unwrap();
+        for (name, path, _) in cases {
+            let target = dir.path().join("sys/devices").join(path);
+            std::fs::create_dir_all(&target).unwrap();
+            std::os::unix::fs::symlink(&target, dir.path().join("sys/block").join(name)).unwrap();
+        }
+        let root = SysRoot::new(dir.path());
+        for (name, _, expected) in cases {
+            assert_eq!(
+                transport(&root, name, &format!("/sys/block/{name}")),
+                expected,
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn vpd_page_serials() {

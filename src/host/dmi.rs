@@ -23,9 +23,9 @@ pub fn inspect(root: &SysRoot) -> DmiFacts {
 /// that as empty, and so do we.
 fn read_field(root: &SysRoot, name: &str) -> Option<String> {
     let path = format!("/sys/class/dmi/id/{name}");
-    let bytes = root.read_bytes(&path)?;
+    let bytes = root.read_bytes(path)?;
     if bytes.iter().all(|b| matches!(b, 0xff | b'\n' | 0)) {
         return None;
     }
-    root.read_string(&path)
+    super::sysroot::text(&bytes)
 }

@@ -77,3 +77,34 @@ pub fn disks_under(root: &SysRoot, start: PathBuf) -> BTreeSet<String> {
 fn file_name(path: &Path) -> Option<String> {
     path.file_name()?.to_str().map(str::to_string)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    /// A partition on an md array on partitions of two disks: `md127p1` → `md127` →
+    /// `vda2` + `vdb2` → `vda` + `vdb`.
+    #[test]
+    fn partitions_on_md_are_followed_to_the_member_disks() {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = dir.path().join("sys");
+        let md = sys.join("devices/virtual/block/md127");
+        fs::create_dir_all(md.join("md127p1")).unwrap();
+        fs::write(md.join("md127p1/partition"), "1\n").unwrap();
+        fs::create_dir_all(md.join("slaves")).unwrap();
+        fs::create_dir_all(sys.join("class/block")).unwrap();
+        for disk in ["vda", "vdb"] {
+            let part = sys.join(format!("devices/pci/{disk}/{disk}2"));
+            fs::create_dir_all(&part).unwrap();
+            fs::write(part.join("partition"), "2\n").unwrap();
+            symlink(&part, md.join(format!("slaves/{disk}2"))).unwrap();
+            symlink(&part, sys.join(format!("class/block/{disk}2"))).unwrap();
+        }
+        let root = SysRoot::new(dir.path());
+        let disks = disks_under(&root, md.join("md127p1"));
+        assert_eq!(disks.into_iter().collect::<Vec<_>>(), ["vda", "vdb"]);
+    }
+}

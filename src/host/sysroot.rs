@@ -82,7 +82,12 @@ pub fn read_bytes(path: &Path) -> Option<Vec<u8>> {
 }
 
 pub fn read_string(path: &Path) -> Option<String> {
-    let text = String::from_utf8_lossy(&read_bytes(path)?).into_owned();
+    text(&read_bytes(path)?)
+}
+
+/// Bytes as trimmed text (invalid UTF-8 replaced); `None` when blank.
+pub fn text(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
     let trimmed = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
