@@ -51,6 +51,11 @@ pub enum Command {
     /// Work with the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print ready-to-paste cloud-init user-data that installs the agent and runs it with a config.
+    UserData(UserDataArgs),
+    /// Generate shell completions or man pages from this command line definition (packaging).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
 }
 
 #[derive(Debug, Args)]
@@ -76,5 +81,43 @@ pub enum ConfigCommand {
     Check {
         /// The config file (YAML).
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UserDataArgs {
+    /// The nixos-lift config file (YAML) to deliver. It is written on the VM to
+    /// /etc/nixos-lift/config.yaml with mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Where the VM downloads the agent; `{arch}` becomes `uname -m` (x86_64 or aarch64).
+    /// [default: this version's GitHub release]
+    #[arg(long, value_name = "URL", default_value = crate::userdata::DEFAULT_AGENT_URL, hide_default_value = true)]
+    pub agent_url: String,
+    /// Pin the agent's sha256 for one architecture, from the release's SHA256SUMS; repeat for
+    /// each architecture the VMs may have. At least one is required. [arch: x86_64, aarch64]
+    #[arg(long = "agent-sha256", value_name = "ARCH=HEX")]
+    pub agent_sha256: Vec<crate::userdata::AgentPin>,
+    /// Warn when the result is over this cloud's user-data size limit. [default: no check]
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub provider: Option<crate::provider::ProviderKind>,
+    /// Print gzip-compressed, base64-encoded user-data; refused for clouds that take user-data
+    /// as plain text. Needs --provider.
+    #[arg(long, requires = "provider")]
+    pub gzip_base64: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Print the completion script for a shell.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (nixos-lift.1 and one per subcommand) into a directory.
+    Man {
+        /// Output directory, created if missing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
     },
 }

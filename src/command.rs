@@ -1,6 +1,6 @@
 //! Dispatch from parsed CLI to the library.
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand};
 use crate::host::{self, SysRoot};
 use crate::{output, Result};
 
@@ -16,5 +16,19 @@ pub fn run(cli: Cli) -> Result<()> {
             "{}: config check is not implemented yet",
             file.display()
         ))),
+        Command::UserData(args) => {
+            let text = crate::userdata::build(&crate::userdata::Options {
+                config: &args.config,
+                agent_url: &args.agent_url,
+                pins: &args.agent_sha256,
+                provider: args.provider,
+                gzip_base64: args.gzip_base64,
+            })?;
+            output::print_raw(&text)
+        }
+        Command::Generate(GenerateCommand::Completions { shell }) => {
+            crate::generate::completions(shell)
+        }
+        Command::Generate(GenerateCommand::Man { out_dir }) => crate::generate::man_pages(&out_dir),
     }
 }

@@ -27,6 +27,9 @@ pub enum Error {
         guard: &'static str,
         detail: String,
     },
+    /// A bad combination of arguments that clap cannot see; exits like a clap error.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -45,6 +48,7 @@ impl Error {
             Self::Io { .. } => "io",
             Self::Config { .. } => "config",
             Self::Refused { guard, .. } => guard,
+            Self::Usage(_) => "usage",
             Self::Other(_) => "failure",
         }
     }
@@ -53,6 +57,7 @@ impl Error {
         match self {
             Self::Config { .. } => exit::CONFIG,
             Self::Refused { .. } => exit::REFUSED,
+            Self::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

@@ -7,12 +7,14 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod facts;
+pub mod generate;
 pub mod handoff;
 pub mod host;
 pub mod logging;
 pub mod output;
 pub mod plan;
 pub mod provider;
+pub mod userdata;
 
 mod command;
 

@@ -35,3 +35,11 @@ pub fn print<T: Serialize>(
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", rendered.trim_end()).map_err(|e| Error::io("writing stdout", e))
 }
+
+/// Prints `text` exactly as given, for output that is pasted elsewhere (user-data).
+pub fn print_raw(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("writing stdout", e))
+}
