@@ -20,6 +20,8 @@ use crate::facts::{Address, Family, Interface, NetworkFacts, Route};
 /// The main routing table; `local` (255) holds the kernel's own addresses and is left out,
 /// as `ip route` does.
 const RT_TABLE_LOCAL: u32 = 255;
+/// Per-receive timeout on the netlink socket.
+const RECV_TIMEOUT_SECS: i64 = 5;
 /// An infinite lifetime, as `ip -j addr` prints it.
 const FOREVER: u32 = u32::MAX;
 
@@ -73,6 +75,10 @@ pub fn dump(root: &SysRoot) -> std::io::Result<NetworkFacts> {
 
 fn connect() -> std::io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
+    // The kernel answers dumps at once; the timeout only guards against a wedged socket.
+    let timeout = nix::sys::time::TimeVal::new(RECV_TIMEOUT_SECS, 0);
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)
+        .map_err(std::io::Error::from)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     Ok(socket)

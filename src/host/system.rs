@@ -4,7 +4,7 @@ use super::SysRoot;
 use crate::facts::OsRelease;
 
 /// `uname -m`. The live machine answers from `uname(2)`; a fixture tree from
-/// `/proc/sys/kernel/arch` (the same value, exposed as a sysctl since Linux 6.1).
+/// `/proc/sys/kernel/arch` (the same value, exposed as a sysctl by newer kernels).
 pub fn arch(root: &SysRoot) -> String {
     root.read_string("/proc/sys/kernel/arch")
         .or_else(|| {
