@@ -1,52 +1,38 @@
 //! `detect --format text`: the facts as a short summary for people.
 
-use std::fmt::Write;
+use std::fmt::{Result, Write};
 
-use crate::facts::{Disk, Facts, Firmware};
+use crate::facts::{Disk, Facts, Firmware, NetworkFacts};
 
 pub fn summary(facts: &Facts) -> String {
     let mut out = String::new();
-    host(&mut out, facts);
-    disks(&mut out, &facts.disks);
-    network(&mut out, facts);
-    if let Some(cloud) = facts
-        .cloud
-        .as_ref()
-        .and_then(|c| serde_json::to_value(c).ok())
-    {
-        let _ = writeln!(out, "\ncloud");
-        if let Some(map) = cloud.as_object() {
-            for (key, value) in map
-                .iter()
-                .filter(|(_, v)| !v.is_null() && !v.is_array() && !v.is_object())
-            {
-                let _ = writeln!(
-                    out,
-                    "  {key}: {}",
-                    value.as_str().map_or(value.to_string(), str::to_string)
-                );
-            }
-        }
-    }
-    out
+    // Writing into a String cannot fail.
+    let _ = write_summary(&mut out, facts);
+    // Columns padded for alignment leave trailing blanks on rows with an empty last column.
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn write_summary(out: &mut String, facts: &Facts) -> Result {
+    host(out, facts)?;
+    disks(out, &facts.disks)?;
+    network(out, &facts.network)?;
+    cloud(out, facts)
 }
 
 fn or_unknown(value: Option<&str>) -> &str {
     value.unwrap_or("unknown")
 }
 
-fn host(out: &mut String, facts: &Facts) {
+fn host(out: &mut String, facts: &Facts) -> Result {
     let h = &facts.host;
-    let firmware = match h.firmware {
-        Firmware::Uefi => format!(
-            "UEFI, Secure Boot {}",
-            match h.secure_boot {
-                Some(true) => "on",
-                Some(false) => "off",
-                None => "unknown",
-            }
-        ),
-        Firmware::Bios => "BIOS".to_string(),
+    let firmware = match (h.firmware, h.secure_boot) {
+        (Firmware::Bios, _) => "BIOS",
+        (Firmware::Uefi, Some(true)) => "UEFI, Secure Boot on",
+        (Firmware::Uefi, Some(false)) => "UEFI, Secure Boot off",
+        (Firmware::Uefi, None) => "UEFI, Secure Boot unknown",
     };
     let machine = [
         facts.dmi.sys_vendor.as_deref(),
@@ -56,8 +42,8 @@ fn host(out: &mut String, facts: &Facts) {
     .flatten()
     .collect::<Vec<_>>()
     .join(" ");
-    let _ = writeln!(out, "host");
-    let _ = writeln!(
+    writeln!(out, "host")?;
+    writeln!(
         out,
         "  machine:   {}",
         if machine.is_empty() {
@@ -65,43 +51,43 @@ fn host(out: &mut String, facts: &Facts) {
         } else {
             &machine
         }
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "  system:    {} ({}), kernel {}",
         or_unknown(h.os.pretty_name.as_deref()),
         h.arch,
         or_unknown(h.kernel_release.as_deref())
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "  firmware:  {firmware}, lockdown {}",
         or_unknown(h.lockdown.as_deref())
-    );
-    let _ = writeln!(
+    )?;
+    writeln!(
         out,
         "  resources: {} CPUs, {} memory ({} available)",
         h.cpu_count,
         human_bytes(h.memory_bytes),
         human_bytes(h.memory_available_bytes)
-    );
+    )?;
     if let Some(kind) = &h.container {
-        let _ = writeln!(out, "  container: {kind}");
+        writeln!(out, "  container: {kind}")?;
     }
     if h.kexec_allowed {
-        let _ = writeln!(out, "  kexec:     allowed");
-    } else {
-        let _ = writeln!(out, "  kexec:     blocked");
-        for reason in &h.kexec_blockers {
-            let _ = writeln!(out, "    - {reason}");
-        }
+        return writeln!(out, "  kexec:     allowed");
     }
+    writeln!(out, "  kexec:     blocked")?;
+    for reason in &h.kexec_blockers {
+        writeln!(out, "    - {reason}")?;
+    }
+    Ok(())
 }
 
-fn disks(out: &mut String, disks: &[Disk]) {
-    let _ = writeln!(out, "\ndisks");
+fn disks(out: &mut String, disks: &[Disk]) -> Result {
+    writeln!(out, "\ndisks")?;
     if disks.is_empty() {
-        let _ = writeln!(out, "  (none)");
+        writeln!(out, "  (none)")?;
     }
     for d in disks {
         let mut ident: Vec<String> = d.model.iter().cloned().collect();
@@ -112,15 +98,15 @@ fn disks(out: &mut String, disks: &[Disk]) {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         let root = if d.holds_root { "  <- root" } else { "" };
-        let _ = writeln!(
+        writeln!(
             out,
             "  {:<12} {:>9}  {transport:<7} {}{root}",
             d.path,
             human_bytes(d.size_bytes),
             ident.join(", ")
-        );
+        )?;
         for p in &d.partitions {
-            let mut uses: Vec<String> = p.mountpoints.clone();
+            let mut uses = p.mountpoints.clone();
             uses.extend(p.holders.iter().map(|h| format!("held by {h}")));
             if p.swap {
                 uses.push("swap".to_string());
@@ -130,29 +116,29 @@ fn disks(out: &mut String, disks: &[Disk]) {
                 .as_deref()
                 .or(p.fs_label.as_deref())
                 .unwrap_or("");
-            let _ = writeln!(
+            writeln!(
                 out,
                 "    {:<12} {:>9}  {label:<12} {}",
                 p.name,
                 human_bytes(p.size_bytes),
                 uses.join(", ")
-            );
+            )?;
         }
         if !d.mountpoints.is_empty() {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "    (whole disk) mounted on {}",
                 d.mountpoints.join(", ")
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
-fn network(out: &mut String, facts: &Facts) {
-    let net = &facts.network;
-    let _ = writeln!(out, "\nnetwork");
+fn network(out: &mut String, net: &NetworkFacts) -> Result {
+    writeln!(out, "\nnetwork")?;
     for i in net.interfaces.iter().filter(|i| i.link_type != "loopback") {
-        let _ = writeln!(
+        writeln!(
             out,
             "  {:<10} {} {} mtu {} {}{}",
             i.name,
@@ -161,45 +147,64 @@ fn network(out: &mut String, facts: &Facts) {
             i.mtu,
             i.driver.as_deref().unwrap_or("-"),
             if i.physical { "" } else { " (virtual)" }
-        );
+        )?;
         for a in &i.addresses {
             let kind = if a.dynamic { "dynamic" } else { "static" };
-            let _ = writeln!(
+            writeln!(
                 out,
                 "    {}/{} scope {} {kind}",
                 a.address, a.prefix_len, a.scope
-            );
+            )?;
         }
     }
-    let _ = writeln!(out, "  routes");
+    writeln!(out, "  routes")?;
     for r in &net.routes {
-        let mut line = format!("    {}", r.dst);
+        write!(out, "    {}", r.dst)?;
         if let Some(gw) = &r.gateway {
-            let _ = write!(line, " via {gw}");
+            write!(out, " via {gw}")?;
         }
         if let Some(dev) = &r.dev {
-            let _ = write!(line, " dev {dev}");
+            write!(out, " dev {dev}")?;
         }
-        let _ = write!(line, " proto {}", r.protocol);
+        write!(out, " proto {}", r.protocol)?;
         if let Some(metric) = r.metric {
-            let _ = write!(line, " metric {metric}");
+            write!(out, " metric {metric}")?;
         }
-        if r.onlink {
-            line.push_str(" onlink");
-        }
-        let _ = writeln!(out, "{line}");
+        writeln!(out, "{}", if r.onlink { " onlink" } else { "" })?;
     }
-    let source = net
-        .dns_source
-        .as_deref()
-        .map(|s| format!(" (from {s})"))
-        .unwrap_or_default();
     let servers = if net.dns.is_empty() {
         "none".to_string()
     } else {
         net.dns.join(", ")
     };
-    let _ = writeln!(out, "  dns: {servers}{source}");
+    let source = net
+        .dns_source
+        .as_deref()
+        .map(|s| format!(" (from {s})"))
+        .unwrap_or_default();
+    writeln!(out, "  dns: {servers}{source}")
+}
+
+/// The provider's facts are its own schema: print their top-level scalar values.
+fn cloud(out: &mut String, facts: &Facts) -> Result {
+    let Some(cloud) = facts
+        .cloud
+        .as_ref()
+        .and_then(|c| serde_json::to_value(c).ok())
+    else {
+        return Ok(());
+    };
+    writeln!(out, "\ncloud")?;
+    for (key, value) in cloud.as_object().into_iter().flatten() {
+        match value {
+            serde_json::Value::String(s) => writeln!(out, "  {key}: {s}")?,
+            serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+                writeln!(out, "  {key}: {value}")?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -28,7 +28,8 @@ impl SysRoot {
 
     /// True when reading the live machine rather than a fixture tree.
     pub fn is_host(&self) -> bool {
-        self.0 == Path::new("/")
+        // `--root //` or a symlink to / is still the live machine.
+        fs::canonicalize(&self.0).is_ok_and(|p| p == Path::new("/"))
     }
 
     pub fn exists(&self, path: impl AsRef<Path>) -> bool {
