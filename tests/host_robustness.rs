@@ -94,7 +94,7 @@ fn garbage_sysfs_values_become_absent_fields() {
 }
 
 #[test]
-fn a_disk_that_vanished_after_listing_is_left_out() {
+fn a_disk_that_vanished_after_listing_and_hidden_devices_are_left_out() {
     let dir = copy_fixture("aws-nitro-x86_64");
     let root = dir.path();
     // The listing still has nvme1n1, but its device directory is gone.
@@ -103,6 +103,11 @@ fn a_disk_that_vanished_after_listing_is_left_out() {
     // And a partition's directory lost its files mid-read.
     fs::remove_file(root.join(format!("{NVME0}/nvme0n1/nvme0n1p16/partition"))).unwrap();
     symlink("../devices/gone/block/vdz", root.join("sys/block/vdz")).unwrap();
+    // A hidden NVMe multipath path device is not a disk of its own.
+    let path_dev = format!("{NVME0}/nvme0c0n1");
+    write(root, &format!("{path_dev}/size"), b"16777216\n");
+    write(root, &format!("{path_dev}/hidden"), b"1\n");
+    symlink(root.join(&path_dev), root.join("sys/block/nvme0c0n1")).unwrap();
 
     let facts = detect(root);
     assert_eq!(names(&facts["disks"], |_| true), ["nvme0n1"]);

@@ -44,6 +44,10 @@ impl Context<'_> {
     fn disk(&self, name: &str) -> Option<Disk> {
         let root = self.root;
         let dir = format!("/sys/block/{name}");
+        // NVMe multipath's per-path devices (nvme0c0n1) are hidden; the namespace is the disk.
+        if root.read_flag(format!("{dir}/hidden")) == Some(true) {
+            return None;
+        }
         let size_bytes = sectors_to_bytes(root.read_parse(format!("{dir}/size"))?);
         let dev = root.read_string(format!("{dir}/dev"));
         let transport = transport(root, name, &dir);
