@@ -17,6 +17,7 @@ pub fn inspect(root: &SysRoot) -> NetworkFacts {
     } else {
         from_state_file(root)
     };
+    // resolv.conf wins when it names servers; a fixture's state file may carry `dns` instead.
     let resolv = dns::inspect(root);
     if resolv.source.is_some() || facts.dns.is_empty() {
         facts.dns = resolv.servers;
