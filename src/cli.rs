@@ -56,6 +56,39 @@ pub enum Command {
     /// Generate shell completions or man pages from this command line definition (packaging).
     #[command(subcommand, hide = true)]
     Generate(GenerateCommand),
+    /// Stage 2, inside the installer: restore the network, partition the target disk with
+    /// the flake's disko layout, nixos-install the flake, then reboot.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The handoff directory stage 1 left in the installer.
+    #[arg(long, value_name = "DIR", default_value = crate::handoff::STAGE2_DIR)]
+    pub handoff: PathBuf,
+    /// Read /sys, /proc, /dev and write /run, /mnt, /etc under this directory instead of /;
+    /// a rehearsal never reboots. [default: /]
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Where progress lines go besides the journal. [default: /dev/console]
+    #[arg(long, value_name = "PATH", default_value = "/dev/console")]
+    pub console: PathBuf,
+    /// The kernel log device for progress lines. [default: /dev/kmsg]
+    #[arg(long, value_name = "PATH", default_value = "/dev/kmsg")]
+    pub kmsg: PathBuf,
+    /// Seconds to wait for the flake's host and the substituters to answer. [default: 300]
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub network_timeout: u64,
+    /// Leave the network as it is (a rehearsal outside a network namespace).
+    #[arg(long)]
+    pub skip_network: bool,
+    /// GCP metadata server for the `nixos-lift/status` guest attribute.
+    /// [default: http://169.254.169.254]
+    #[arg(long, value_name = "URL", default_value = crate::report::GCP_METADATA_BASE)]
+    pub metadata_base: String,
+    /// Stop after this phase (handoff, network, disk, compose), without writing the disk.
+    #[arg(long, value_name = "PHASE", value_parser = ["handoff", "network", "disk", "compose"])]
+    pub stop_after: Option<String>,
 }
 
 #[derive(Debug, Args)]

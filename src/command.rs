@@ -12,6 +12,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 host::summary(&facts)
             })
         }
+        Command::Install(args) => crate::install::run(&crate::install::Options {
+            handoff: args.handoff,
+            root: args.root,
+            console: args.console,
+            kmsg: args.kmsg,
+            network_timeout: std::time::Duration::from_secs(args.network_timeout),
+            skip_network: args.skip_network,
+            metadata_base: args.metadata_base,
+            stop_after: args.stop_after,
+        }),
         Command::Config(ConfigCommand::Check { file }) => Err(crate::Error::Other(format!(
             "{}: config check is not implemented yet",
             file.display()

@@ -10,10 +10,12 @@ pub mod facts;
 pub mod generate;
 pub mod handoff;
 pub mod host;
+pub mod install;
 pub mod logging;
 pub mod output;
 pub mod plan;
 pub mod provider;
+pub mod report;
 pub mod userdata;
 
 mod command;

@@ -34,3 +34,38 @@ pub const AGENT_FILE: &str = "nixos-lift";
 
 /// The installer tarball's manifest (nixos-lift's own layout), next to the kernel.
 pub const MANIFEST_FILE: &str = "kexec/manifest.json";
+
+/// `network.json`: the network as stage 1 saw it, plus what the cloud's metadata publishes.
+/// Stage 2 restores it, matching interfaces by MAC.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct NetworkHandoff {
+    #[serde(flatten)]
+    pub observed: crate::facts::NetworkFacts,
+    /// The provider's static configuration (`facts.cloud.network`), when it has one.
+    #[serde(default)]
+    pub cloud: Vec<crate::provider::CloudInterface>,
+}
+
+/// `secrets.json` (mode 0600): the only handoff file with secrets. Never logged.
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    /// Nix `access-tokens`, host to token, e.g. `github.com` → `ghp_...`.
+    #[serde(default)]
+    pub nix_access_tokens: std::collections::BTreeMap<String, String>,
+    /// Bearer token for the progress webhook.
+    #[serde(default)]
+    pub webhook_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("nix_access_tokens", &self.nix_access_tokens.keys())
+            .field(
+                "webhook_token",
+                &self.webhook_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}

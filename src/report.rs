@@ -1,0 +1,433 @@
+//! Progress events: one line per phase on the serial console, `/dev/kmsg` and the journal,
+//! and optionally a webhook and (on GCP) the guest attribute `nixos-lift/status`.
+//!
+//! The remote sinks run on one background thread with a bounded queue, a per-request timeout
+//! and bounded retries, so a dead receiver never blocks or fails the install. Stage 1 uses
+//! the same [`Reporter`] with `stage: 1`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Where a GCP VM publishes guest attributes; readable with
+/// `gcloud compute instances get-guest-attributes --query-path=nixos-lift/`.
+pub const GCP_METADATA_BASE: &str = "http://169.254.169.254";
+const GCP_STATUS_PATH: &str = "/computeMetadata/v1/instance/guest-attributes/nixos-lift/status";
+
+/// Events the remote queue holds before it drops new ones (the console still gets them).
+const QUEUE_LEN: usize = 64;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A phase started.
+    Running,
+    /// The whole stage finished.
+    Done,
+    /// The stage stopped at this phase.
+    Failed,
+}
+
+/// One progress event, as the webhook receives it (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// 1 in the stock image, 2 in the installer.
+    pub stage: u8,
+    pub phase: String,
+    pub step: u32,
+    pub total: u32,
+    pub status: Status,
+    pub message: String,
+    pub error: Option<String>,
+    pub instance_id: Option<String>,
+    pub hostname: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+}
+
+impl Event {
+    /// The console line: `nixos-lift: [3/7] partitioning /dev/vda (disko) ...`.
+    pub fn line(&self) -> String {
+        match self.status {
+            Status::Running => format!(
+                "nixos-lift: [{}/{}] {} ...",
+                self.step, self.total, self.message
+            ),
+            Status::Done => format!("nixos-lift: done: {}", self.message),
+            Status::Failed => format!(
+                "nixos-lift: failed at [{}/{}] {}: {}",
+                self.step,
+                self.total,
+                self.phase,
+                self.error.as_deref().unwrap_or(&self.message)
+            ),
+        }
+    }
+}
+
+/// Somewhere a line of text goes: the console, `/dev/kmsg`, a test's buffer.
+pub trait LineSink: Send {
+    fn write_line(&mut self, line: &str);
+}
+
+/// A character device or file opened per line, so a console that appears late (or a
+/// `/dev/kmsg` that refuses a write) costs one line, not the install.
+pub struct DeviceSink {
+    path: PathBuf,
+    /// `/dev/kmsg` wants a syslog priority prefix.
+    kmsg: bool,
+}
+
+impl DeviceSink {
+    pub fn console(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            kmsg: false,
+        }
+    }
+
+    pub fn kmsg(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            kmsg: true,
+        }
+    }
+}
+
+impl LineSink for DeviceSink {
+    fn write_line(&mut self, line: &str) {
+        let text = if self.kmsg {
+            // <6> is KERN_INFO; kmsg takes one record per write.
+            format!("<6>{line}\n")
+        } else {
+            format!("{line}\r\n")
+        };
+        if let Ok(mut f) = OpenOptions::new().append(true).open(&self.path) {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+/// A sink that keeps lines in memory, for tests and for the failure banner's log tail.
+#[derive(Clone, Default)]
+pub struct MemorySink(pub Arc<Mutex<Vec<String>>>);
+
+impl MemorySink {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl LineSink for MemorySink {
+    fn write_line(&mut self, line: &str) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push(line.to_string());
+        }
+    }
+}
+
+/// Where events go besides the local sinks.
+#[derive(Clone, Default)]
+pub struct RemoteTargets {
+    pub webhook_url: Option<String>,
+    pub webhook_token: Option<String>,
+    /// Metadata server base for the GCP guest attribute; `None` off GCP.
+    pub gcp_metadata_base: Option<String>,
+}
+
+impl std::fmt::Debug for RemoteTargets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTargets")
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_token",
+                &self.webhook_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("gcp_metadata_base", &self.gcp_metadata_base)
+            .finish()
+    }
+}
+
+/// Sends events to the console, the journal and the remote targets.
+pub struct Reporter {
+    stage: u8,
+    instance_id: Option<String>,
+    hostname: Option<String>,
+    sinks: Vec<Box<dyn LineSink>>,
+    remote: Option<RemoteQueue>,
+}
+
+impl Reporter {
+    pub fn new(stage: u8, sinks: Vec<Box<dyn LineSink>>) -> Self {
+        Self {
+            stage,
+            instance_id: None,
+            hostname: None,
+            sinks,
+            remote: None,
+        }
+    }
+
+    /// The real console and kernel log.
+    pub fn system_sinks() -> Vec<Box<dyn LineSink>> {
+        vec![
+            Box::new(DeviceSink::console("/dev/console")),
+            Box::new(DeviceSink::kmsg("/dev/kmsg")),
+        ]
+    }
+
+    pub fn with_identity(mut self, instance_id: Option<String>, hostname: Option<String>) -> Self {
+        self.instance_id = instance_id;
+        self.hostname = hostname;
+        self
+    }
+
+    /// Starts the background sender when there is anywhere to send to.
+    pub fn with_remote(mut self, targets: RemoteTargets) -> Self {
+        if targets.webhook_url.is_some() || targets.gcp_metadata_base.is_some() {
+            self.remote = RemoteQueue::start(targets);
+        }
+        self
+    }
+
+    /// Writes a line to every local sink and the journal, without an event.
+    pub fn line(&mut self, line: &str) {
+        tracing::info!("{line}");
+        for sink in &mut self.sinks {
+            sink.write_line(line);
+        }
+    }
+
+    /// Logs and queues one event.
+    pub fn event(
+        &mut self,
+        phase: &str,
+        step: u32,
+        total: u32,
+        status: Status,
+        message: &str,
+        error: Option<&str>,
+    ) {
+        let event = Event {
+            stage: self.stage,
+            phase: phase.to_string(),
+            step,
+            total,
+            status,
+            message: message.to_string(),
+            error: error.map(str::to_string),
+            instance_id: self.instance_id.clone(),
+            hostname: self.hostname.clone(),
+            time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        let line = event.line();
+        match status {
+            Status::Failed => tracing::error!(phase, step, total, "{line}"),
+            _ => tracing::info!(phase, step, total, "{line}"),
+        }
+        for sink in &mut self.sinks {
+            sink.write_line(&line);
+        }
+        if let Some(remote) = &self.remote {
+            remote.push(event);
+        }
+    }
+
+    /// Waits up to `deadline` for queued events to be delivered, then gives up on them.
+    pub fn finish(mut self, deadline: Duration) {
+        if let Some(remote) = self.remote.take() {
+            remote.finish(deadline);
+        }
+    }
+}
+
+struct RemoteQueue {
+    tx: SyncSender<Event>,
+    done: Receiver<()>,
+    worker: JoinHandle<()>,
+}
+
+impl RemoteQueue {
+    fn start(targets: RemoteTargets) -> Option<Self> {
+        let client = match reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(REQUEST_TIMEOUT)
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("progress webhook disabled: building the HTTP client: {e}");
+                return None;
+            }
+        };
+        let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE_LEN);
+        let (done_tx, done) = mpsc::channel();
+        let worker = std::thread::Builder::new()
+            .name("report".into())
+            .spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    // In order: the next event waits for the previous one's retries.
+                    while let Ok(event) = rx.recv() {
+                        rt.block_on(deliver(&client, &targets, &event));
+                    }
+                }
+                let _ = done_tx.send(());
+            })
+            .ok()?;
+        Some(Self { tx, done, worker })
+    }
+
+    fn push(&self, event: Event) {
+        if let Err(TrySendError::Full(e)) = self.tx.try_send(event) {
+            tracing::warn!(
+                phase = e.phase,
+                "progress queue full; event not sent remotely"
+            );
+        }
+    }
+
+    fn finish(self, deadline: Duration) {
+        drop(self.tx);
+        match self.done.recv_timeout(deadline) {
+            Ok(()) => {
+                let _ = self.worker.join();
+            }
+            Err(_) => tracing::warn!(
+                "progress events still undelivered after {}s; not waiting longer",
+                deadline.as_secs()
+            ),
+        }
+    }
+}
+
+async fn deliver(client: &reqwest::Client, targets: &RemoteTargets, event: &Event) {
+    if let Some(url) = &targets.webhook_url {
+        let token = targets.webhook_token.as_deref();
+        retry("webhook", || {
+            let mut req = client.post(url).json(event);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            req.send()
+        })
+        .await;
+    }
+    if let Some(base) = &targets.gcp_metadata_base {
+        let url = format!("{}{GCP_STATUS_PATH}", base.trim_end_matches('/'));
+        let value = match event.status {
+            Status::Running => format!("{}/{} {}", event.step, event.total, event.phase),
+            Status::Done => "done".to_string(),
+            Status::Failed => format!("failed {}", event.phase),
+        };
+        retry("guest attribute", || {
+            client
+                .put(&url)
+                .header("Metadata-Flavor", "Google")
+                .body(value.clone())
+                .send()
+        })
+        .await;
+    }
+}
+
+/// Retries connection errors, timeouts and 5xx/429; a 4xx other than 429 is final.
+async fn retry<F, Fut>(what: &str, mut send: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let started = Instant::now();
+    for attempt in 1..=ATTEMPTS {
+        match send().await {
+            Ok(resp) if resp.status().is_success() => return,
+            Ok(resp) => {
+                let status = resp.status();
+                tracing::warn!(attempt, %status, "progress {what} refused the event");
+                if status.is_client_error() && status.as_u16() != 429 {
+                    return;
+                }
+            }
+            // Without the URL: it may carry credentials in its query.
+            Err(e) => tracing::warn!(attempt, "progress {what} unreachable: {}", e.without_url()),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        }
+    }
+    tracing::warn!(
+        "progress {what}: giving up on one event after {ATTEMPTS} attempts in {}s",
+        started.elapsed().as_secs()
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn event(status: Status) -> Event {
+        Event {
+            stage: 2,
+            phase: "partition".into(),
+            step: 3,
+            total: 7,
+            status,
+            message: "partitioning /dev/vda (disko)".into(),
+            error: (status == Status::Failed).then(|| "disko exited 1".into()),
+            instance_id: None,
+            hostname: None,
+            time: 0,
+        }
+    }
+
+    #[test]
+    fn console_lines_follow_the_documented_shape() {
+        assert_eq!(
+            event(Status::Running).line(),
+            "nixos-lift: [3/7] partitioning /dev/vda (disko) ..."
+        );
+        assert_eq!(
+            event(Status::Failed).line(),
+            "nixos-lift: failed at [3/7] partition: disko exited 1"
+        );
+        assert!(event(Status::Done).line().starts_with("nixos-lift: done: "));
+    }
+
+    #[test]
+    fn events_reach_every_local_sink() {
+        let mem = MemorySink::default();
+        let mut r = Reporter::new(2, vec![Box::new(mem.clone())]);
+        r.event("network", 1, 7, Status::Running, "restoring", None);
+        r.line("plain");
+        assert_eq!(
+            mem.lines(),
+            vec!["nixos-lift: [1/7] restoring ...", "plain"]
+        );
+    }
+
+    #[test]
+    fn remote_targets_debug_hides_the_token() {
+        let t = RemoteTargets {
+            webhook_url: Some("https://x".into()),
+            webhook_token: Some("s3cret".into()),
+            gcp_metadata_base: None,
+        };
+        assert!(!format!("{t:?}").contains("s3cret"));
+    }
+}
