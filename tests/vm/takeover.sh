@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The simulated cloud: boots a stock-image-like VM under QEMU (TCG) that runs `nixos-lift run`,
+# with the cloud's SMBIOS strings and its metadata service, and follows it through a real kexec
+# into the installer fixture. The serial console streams to the terminal and to
+# tests/vm/.cache/runs/SCENARIO/console.log; the assertions read it.
+#
+#   bash tests/vm/takeover.sh hetzner            one scenario (the README's main-job command)
+#   bash tests/vm/takeover.sh all                every scenario
+#   bash tests/vm/takeover.sh list               the scenario names
+#
+# Options: --no-setup (skip tests/vm/setup.sh), -q (console only in the log file).
+# Environment: SIMCLOUD_TIMEOUT (seconds per VM, default 150), SIMCLOUD_CACHE (work dir),
+# SIMCLOUD_FAKECLOUD (the metadata server script).
+# Exit status: 0 every scenario passed, 1 a scenario failed, 2 usage, 77 nothing could run
+# because the agent lacks the subcommand the scenarios need.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+source "$REPO_ROOT/tests/vm/lib.sh"
+source "$REPO_ROOT/tests/vm/scenarios.sh"
+
+setup=yes
+quiet=no
+wanted=()
+for arg in "$@"; do
+    case $arg in
+        --no-setup) setup=no ;;
+        -q) quiet=yes ;;
+        list) echo "$SCENARIOS" | tr ' ' '\n'; exit 0 ;;
+        all) wanted+=($SCENARIOS) ;;
+        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *)
+            if [[ " $SCENARIOS " == *" $arg "* ]]; then
+                wanted+=("$arg")
+            else
+                echo "takeover.sh: unknown scenario '$arg' (one of: $SCENARIOS, all)" >&2
+                exit 2
+            fi
+            ;;
+    esac
+done
+[ ${#wanted[@]} -gt 0 ] || { echo "usage: takeover.sh [--no-setup] [-q] SCENARIO...|all|list" >&2; exit 2; }
+
+start_all=$(date +%s)
+[ "$setup" = yes ] && bash "$REPO_ROOT/tests/vm/setup.sh"
+mkdir -p "$CACHE"
+pick_kernel
+build_agent
+build_fresh_initrd
+build_installer
+build_base_rootfs
+log "prepared in $(( $(date +%s) - start_all )) s: kernel $KVER, installer sha256 $INSTALLER_SHA256"
+
+# run_scenario NAME: one VM boot with its servers, then its checks. Sets FAILS.
+run_scenario() {
+    SCENARIO=$1
+    RUN=$CACHE/runs/$SCENARIO
+    rm -rf "$RUN" && mkdir -p "$RUN"
+    scenario_defaults
+    "scenario_$SCENARIO"
+
+    # The stock image's root filesystem: the shared base plus this scenario's config.
+    local rootdir=$RUN/rootfs
+    cp -a "$CACHE/rootfs-base" "$rootdir"
+    write_config "$RUN/config.yaml"
+    cp "$RUN/config.yaml" "$rootdir/etc/nixos-lift/config.yaml"
+    {
+        printf 'SIMCLOUD_NET=%q\nSIMCLOUD_STATIC_ADDRS=%q\n' "$VM_NET" "$VM_STATIC_ADDRS"
+        printf 'SIMCLOUD_STATIC_GW=%q\nSIMCLOUD_DNS=%q\n' "$VM_STATIC_GW" "$VM_DNS"
+        printf 'SIMCLOUD_HOSTNAME=%q\nSIMCLOUD_COMMAND=%q\n' "$VM_HOSTNAME" "$VM_COMMAND"
+    } >"$rootdir/etc/simcloud.env"
+    mk_disk "$RUN/root.img" "$rootdir"
+    rm -rf "$rootdir"
+    disk_digest "$RUN/root.img" >"$RUN/root.digest"
+    if [ "$VM_DATA_DISK" = yes ]; then
+        mk_disk "$RUN/data.img"
+        printf 'a data volume: stage 1 must leave it alone\n' | dd of="$RUN/data.img" conv=notrunc status=none
+        disk_digest "$RUN/data.img" >"$RUN/data.digest"
+    fi
+
+    PROBE_TOKEN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    echo "probe-ok $PROBE_TOKEN" >"$CACHE/www/probe.txt"
+    start_metadata "$PROVIDER"
+    start_release
+
+    log "scenario $SCENARIO: provider $PROVIDER, metadata and release servers on 127.0.0.1:$METADATA_PORT/$RELEASE_PORT; config:"
+    sed -n '2,$p' "$RUN/config.yaml" | sed 's/^/      /'
+    local start=$(date +%s)
+    if [ "$quiet" = yes ]; then boot_vm >/dev/null; else boot_vm; fi
+    log "scenario $SCENARIO: VM ran $(( $(date +%s) - start )) s; checks:"
+    local before=$FAILS
+    "check_$SCENARIO"
+    case $VM_STATUS in
+        0) ;;
+        124) fail "the VM finished within ${VM_TIMEOUT}s" ;;
+        *) fail "QEMU exited with status $VM_STATUS" ;;
+    esac
+
+    local pid
+    for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    _pids=()
+    if [ "$FAILS" = "$before" ]; then
+        RESULTS+=("PASS $SCENARIO")
+    else
+        RESULTS+=("FAIL $SCENARIO (transcript: $RUN/console.log)")
+        if [ "$quiet" = yes ]; then
+            log "scenario $SCENARIO: last 60 lines of the serial console:"
+            tail -n 60 "$RUN/console.log" | sed 's/^/    | /'
+        fi
+    fi
+}
+
+RESULTS=()
+ran=0
+for name in "${wanted[@]}"; do
+    if ! blocker=$(scenario_blocker "$name"); then
+        log "scenario $name: SKIPPED: $blocker"
+        RESULTS+=("SKIP $name: $blocker")
+        continue
+    fi
+    run_scenario "$name"
+    ran=$((ran + 1))
+done
+
+log "summary ($(( $(date +%s) - start_all )) s):"
+printf '[simcloud]   %s\n' "${RESULTS[@]}"
+[ "$FAILS" = 0 ] || exit 1
+[ "$ran" -gt 0 ] || exit 77
