@@ -48,6 +48,7 @@ scenario_defaults() {
 write_config() {
     cat >"$1" <<YAML
 # Written by tests/vm/scenarios.sh for the scenario "$SCENARIO".
+version: 1
 flake: "github:nixos-lift/example#cloud-{arch}"
 disk: auto
 min_memory: $CONFIG_MIN_MEMORY
