@@ -110,11 +110,14 @@ pub struct DetectArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Check a config file and report the first problem as `file:line:column: key: message`.
+    /// Check a config file: print `FILE: ok` and a summary, or the first problem as one line
+    /// `file:line:column: key: what was expected` and exit with code 78.
     Check {
-        /// The config file (YAML).
+        /// The config file (YAML), e.g. /etc/nixos-lift/config.yaml.
         file: PathBuf,
     },
+    /// Print a fully commented example config with every key, to start a new one from.
+    Example,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 
 use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand};
 use crate::host::{self, SysRoot};
-use crate::{output, Result};
+use crate::{config, output, Result};
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -22,10 +22,15 @@ pub fn run(cli: Cli) -> Result<()> {
             metadata_base: args.metadata_base,
             stop_after: args.stop_after,
         }),
-        Command::Config(ConfigCommand::Check { file }) => Err(crate::Error::Other(format!(
-            "{}: config check is not implemented yet",
-            file.display()
-        ))),
+        Command::Config(ConfigCommand::Check { file }) => {
+            let valid = config::ValidConfig::load(&file)?;
+            print!("{}: ok\n{}", file.display(), valid.summary());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
         Command::UserData(args) => {
             let text = crate::userdata::build(&crate::userdata::Options {
                 config: &args.config,

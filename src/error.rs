@@ -21,6 +21,9 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
+    /// A config file problem, located: `file:line:column: key: expected`.
+    #[error(transparent)]
+    ConfigFile(#[from] crate::config::ConfigError),
     #[error("refusing to {action}: {guard}: {detail}")]
     Refused {
         action: String,
@@ -46,7 +49,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Io { .. } => "io",
-            Self::Config { .. } => "config",
+            Self::Config { .. } | Self::ConfigFile(_) => "config",
             Self::Refused { guard, .. } => guard,
             Self::Usage(_) => "usage",
             Self::Other(_) => "failure",
@@ -55,7 +58,7 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config { .. } => exit::CONFIG,
+            Self::Config { .. } | Self::ConfigFile(_) => exit::CONFIG,
             Self::Refused { .. } => exit::REFUSED,
             Self::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,

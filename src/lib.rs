@@ -16,6 +16,7 @@ pub mod output;
 pub mod plan;
 pub mod provider;
 pub mod report;
+pub mod sshkey;
 pub mod userdata;
 
 mod command;

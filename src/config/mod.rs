@@ -1,1 +1,433 @@
-//! The config file: one strict schema.
+//! The config file: one strict YAML schema, checked in two steps.
+//!
+//! [`Config::load`] parses; every single value checks itself while parsing (see `values`), so
+//! its error carries the value's line and column. [`Config::validate`] then checks what spans
+//! several keys and fills the defaults that depend on others, giving a [`ValidConfig`].
+//! Every error is one line: `file:line:column: key.path: what was expected` (exit code 78).
+
+mod error;
+mod flake;
+mod locate;
+mod placeholder;
+mod secret;
+mod size;
+pub(crate) mod values;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use error::ConfigError;
+pub use flake::FlakeRef;
+pub use placeholder::{FLAKE_PLACEHOLDERS, INSTALLER_PLACEHOLDERS};
+pub use secret::Secret;
+pub use size::ByteSize;
+pub use values::{
+    Arch, AuthorizedKey, DiskSelector, HttpUrl, InstallerUrl, Sha256, StorePath, TokenHost,
+    TrustedPublicKey,
+};
+
+use error::Invalid;
+
+/// The schema version this agent reads.
+pub const CONFIG_VERSION: u32 = 1;
+/// The fully commented example; `nixos-lift config example` prints it.
+pub const EXAMPLE: &str = include_str!("../../cloud-init/nixos-lift.example.yaml");
+/// A config is a few kilobytes; anything far bigger is the wrong file.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// `min_memory` when the flake is evaluated on the machine: evaluating a NixOS system alone
+/// takes about 1.8-2 GiB, on top of the installer's RAM-resident store.
+pub const DEFAULT_MIN_MEMORY: u64 = 2 * ByteSize::GIB;
+/// `min_memory` with a prebuilt `system`: no evaluation, only the kexec load, the unpacked
+/// installer and substitution. 1.5 GiB is the floor nixos-anywhere's tests settled on.
+pub const DEFAULT_MIN_MEMORY_PREBUILT: u64 = 1536 * ByteSize::MIB;
+/// Below 1 GiB the installer itself does not fit (nixos-images' documented minimum).
+pub const MIN_MEMORY_FLOOR: u64 = ByteSize::GIB;
+
+/// The file as written (defaults applied, cross-key rules not yet checked).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub version: Version,
+    pub flake: FlakeRef,
+    #[serde(default)]
+    pub disk: DiskSelector,
+    pub installer: Installer,
+    #[serde(default)]
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub nix: Nix,
+    #[serde(default)]
+    pub system: Option<StorePath>,
+    #[serde(default)]
+    pub report: Report,
+    #[serde(default)]
+    pub min_memory: Option<ByteSize>,
+    #[serde(default = "yes")]
+    pub reboot: bool,
+    #[serde(default)]
+    pub keep_host_keys: bool,
+    /// Where the config came from, to point later errors at a line.
+    #[serde(skip)]
+    source: Source,
+}
+
+#[derive(Clone, Default)]
+struct Source {
+    file: PathBuf,
+    /// The raw text holds the secrets, so Debug leaves it out.
+    text: String,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("file", &self.file).finish()
+    }
+}
+
+/// `version`: must be [`CONFIG_VERSION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct Version(pub u32);
+
+impl TryFrom<u32> for Version {
+    type Error = String;
+
+    fn try_from(value: u32) -> Result<Self, String> {
+        if value == CONFIG_VERSION {
+            Ok(Self(value))
+        } else {
+            Err(format!(
+                "expected {CONFIG_VERSION}, found {value}: this nixos-lift reads config version {CONFIG_VERSION}"
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Installer {
+    pub url: InstallerUrl,
+    #[serde(default)]
+    pub sha256: BTreeMap<Arch, Sha256>,
+    #[serde(default)]
+    pub allow_unpinned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    #[serde(default)]
+    pub authorized_keys: Vec<AuthorizedKey>,
+    #[serde(default = "yes")]
+    pub use_metadata_keys: bool,
+}
+
+impl Default for Ssh {
+    fn default() -> Self {
+        Self {
+            authorized_keys: Vec::new(),
+            use_metadata_keys: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nix {
+    #[serde(default)]
+    pub substituters: Vec<HttpUrl>,
+    #[serde(default)]
+    pub trusted_public_keys: Vec<TrustedPublicKey>,
+    #[serde(default)]
+    pub access_tokens: BTreeMap<TokenHost, Secret>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    #[serde(default)]
+    pub webhook_url: Option<HttpUrl>,
+    #[serde(default)]
+    pub webhook_token: Option<Secret>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A config whose cross-key rules hold, with every default resolved. Only [`Config::validate`]
+/// makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidConfig {
+    pub flake: FlakeRef,
+    pub disk: DiskSelector,
+    pub installer: Installer,
+    pub ssh: Ssh,
+    pub nix: Nix,
+    pub system: Option<StorePath>,
+    pub report: Report,
+    pub min_memory: ByteSize,
+    /// Whether `min_memory` was written in the file (else it is the default).
+    pub min_memory_explicit: bool,
+    pub reboot: bool,
+    pub keep_host_keys: bool,
+}
+
+impl Config {
+    /// Reads and parses `path`. Warns when the file holds secrets and others can read it.
+    pub fn load(path: &Path) -> crate::Result<Config> {
+        let fail = |message: String| ConfigError {
+            file: path.to_path_buf(),
+            location: None,
+            key: String::new(),
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| fail(format!("reading the file: {e}")))?;
+        if !meta.is_file() {
+            return Err(fail("expected a regular file".to_string()).into());
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(fail(format!(
+                "expected a config file under {}, found {} bytes",
+                ByteSize(MAX_FILE_BYTES),
+                meta.len()
+            ))
+            .into());
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| fail(format!("reading the file: {e}")))?;
+        let config = Self::parse(path, text)?;
+        if config.has_secrets() {
+            warn_if_readable(path, &meta);
+        }
+        Ok(config)
+    }
+
+    /// Parses config text; `file` only names it in errors.
+    pub fn parse(file: &Path, text: String) -> crate::Result<Config> {
+        let blank = text
+            .lines()
+            .all(|line| line.trim().is_empty() || line.trim_start().starts_with('#'));
+        if blank {
+            return Err(ConfigError {
+                file: file.to_path_buf(),
+                location: None,
+                key: String::new(),
+                message: "the file is empty, expected a mapping with at least `version: 1`, \
+                          `flake` and `installer`"
+                    .to_string(),
+            }
+            .into());
+        }
+        let deserializer = serde_yaml::Deserializer::from_str(&text);
+        let mut config: Config = serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| error::from_yaml(file.to_path_buf(), &text, e))?;
+        config.source = Source {
+            file: file.to_path_buf(),
+            text,
+        };
+        Ok(config)
+    }
+
+    /// Whether the file holds any secret value.
+    pub fn has_secrets(&self) -> bool {
+        !self.nix.access_tokens.is_empty() || self.report.webhook_token.is_some()
+    }
+
+    /// Checks the rules that span several keys and resolves the defaults.
+    pub fn validate(self) -> crate::Result<ValidConfig> {
+        self.check_rules().map_err(|invalid| {
+            let location = locate::locate(&self.source.text, &invalid.key);
+            ConfigError {
+                file: self.source.file.clone(),
+                location,
+                key: invalid.key,
+                message: invalid.message,
+            }
+        })?;
+        let min_memory = self
+            .min_memory
+            .unwrap_or(ByteSize(if self.system.is_some() {
+                DEFAULT_MIN_MEMORY_PREBUILT
+            } else {
+                DEFAULT_MIN_MEMORY
+            }));
+        Ok(ValidConfig {
+            flake: self.flake,
+            disk: self.disk,
+            installer: self.installer,
+            ssh: self.ssh,
+            nix: self.nix,
+            system: self.system,
+            report: self.report,
+            min_memory,
+            min_memory_explicit: self.min_memory.is_some(),
+            reboot: self.reboot,
+            keep_host_keys: self.keep_host_keys,
+        })
+    }
+
+    fn check_rules(&self) -> Result<(), Invalid> {
+        let installer = &self.installer;
+        if installer.sha256.is_empty() && !installer.allow_unpinned {
+            return Err(Invalid::new(
+                "installer",
+                "expected installer.sha256 with a digest for each arch you boot (x86_64, aarch64), \
+                 or allow_unpinned: true to trust whatever the URL serves",
+            ));
+        }
+        if installer.allow_unpinned && !installer.is_https() {
+            return Err(Invalid::new(
+                "installer.allow_unpinned",
+                "an unpinned installer must come over https://; pin installer.sha256 to use http://",
+            ));
+        }
+        if installer.sha256.len() > 1 && !installer.url.has_arch() {
+            return Err(Invalid::new(
+                "installer.url",
+                "expected `{arch}` in the URL when installer.sha256 pins more than one arch \
+                 (one file cannot match two digests)",
+            ));
+        }
+        let report = &self.report;
+        if report.webhook_token.is_some() {
+            match &report.webhook_url {
+                None => {
+                    return Err(Invalid::new(
+                        "report.webhook_token",
+                        "expected report.webhook_url too: the token has nowhere to go",
+                    ))
+                }
+                Some(url) if !url.is_https() => {
+                    return Err(Invalid::new(
+                        "report.webhook_url",
+                        "expected an https:// URL: the webhook token would travel in clear",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(size) = self.min_memory {
+            if size.bytes() < MIN_MEMORY_FLOOR {
+                return Err(Invalid::new(
+                    "min_memory",
+                    format!(
+                        "expected at least {}: the NixOS installer does not fit in less",
+                        ByteSize(MIN_MEMORY_FLOOR)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Installer {
+    fn is_https(&self) -> bool {
+        self.url.is_https()
+    }
+
+    /// The pinned digest for `arch`, if any.
+    pub fn sha256_for(&self, arch: Arch) -> Option<&Sha256> {
+        self.sha256.get(&arch)
+    }
+}
+
+/// Warns (it is not an error: cloud-init writes files as it likes) when a file with secrets can
+/// be read by other users.
+#[cfg(unix)]
+fn warn_if_readable(path: &Path, meta: &std::fs::Metadata) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "{}: holds secrets but is readable by group or others (mode {mode:04o}); chmod 600 it",
+            path.display()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable(_path: &Path, _meta: &std::fs::Metadata) {}
+
+impl ValidConfig {
+    /// Loads, parses and validates `path`.
+    pub fn load(path: &Path) -> crate::Result<ValidConfig> {
+        Config::load(path)?.validate()
+    }
+
+    /// A few lines saying what the config will do, for `config check`. No secret values.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        let _ = writeln!(out, "  flake: {}", self.flake);
+        let _ = writeln!(out, "  disk: {}", self.disk);
+        let pinned: Vec<&str> = self.installer.sha256.keys().map(|a| a.as_str()).collect();
+        let pins = if pinned.is_empty() {
+            "unpinned".to_string()
+        } else {
+            format!("sha256 pinned for {}", pinned.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  installer: {} ({pins})",
+            self.installer.url.template()
+        );
+        let _ = writeln!(
+            out,
+            "  ssh: {}, metadata keys {}",
+            plural(self.ssh.authorized_keys.len(), "authorized key"),
+            if self.ssh.use_metadata_keys {
+                "used"
+            } else {
+                "ignored"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  nix: {}, {}, {} (values hidden)",
+            plural(self.nix.substituters.len(), "substituter"),
+            plural(self.nix.trusted_public_keys.len(), "trusted public key"),
+            plural(self.nix.access_tokens.len(), "access token"),
+        );
+        let system = self.system.as_ref().map_or(
+            "none (the flake is evaluated on the machine)",
+            StorePath::as_str,
+        );
+        let _ = writeln!(out, "  system: {system}");
+        let report = match (&self.report.webhook_url, &self.report.webhook_token) {
+            (None, _) => "serial console and journal only".to_string(),
+            (Some(url), token) => format!(
+                "webhook {url} ({})",
+                if token.is_some() {
+                    "with token"
+                } else {
+                    "no token"
+                }
+            ),
+        };
+        let _ = writeln!(out, "  report: {report}");
+        let _ = writeln!(
+            out,
+            "  min_memory: {}{}",
+            self.min_memory,
+            if self.min_memory_explicit {
+                ""
+            } else {
+                " (default)"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  reboot: {}, keep_host_keys: {}",
+            yes_no(self.reboot),
+            yes_no(self.keep_host_keys)
+        );
+        out
+    }
+}

@@ -1,0 +1,116 @@
+//! Secrets: values that must never reach a log, an error message or argv.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+use zeroize::Zeroizing;
+
+/// A secret string. Debug and Display print `<redacted>`; read it with [`Secret::expose`].
+/// The memory is wiped on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    /// The value itself. Call this only where the secret is used (an HTTP header, a 0600 file).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Zeroizing::new(String::deserialize(deserializer)?);
+        if value.trim().is_empty() {
+            return Err(serde::de::Error::custom("expected a non-empty secret"));
+        }
+        Ok(Self(value))
+    }
+}
+
+/// Names what kind of credential is embedded in a URL-like string, without the value.
+///
+/// Catches `scheme://user:password@host`, a bare `https://token@host`, and query parameters
+/// such as `access_token=`. `git+ssh://git@host` is a user name, not a credential, and passes.
+pub(crate) fn embedded_credential(reference: &str) -> Option<&'static str> {
+    if let Some((scheme, rest)) = reference.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if let Some((userinfo, _host)) = authority.rsplit_once('@') {
+            if userinfo.contains(':') {
+                return Some("a password in the URL (user:password@)");
+            }
+            let ssh = scheme.ends_with("ssh");
+            if !ssh {
+                return Some("a token as the URL's user name (token@host)");
+            }
+        }
+    }
+    let query = reference.split_once('?').map(|(_, q)| q)?;
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .map(|pair| {
+            pair.split('=')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        })
+        .any(|name| {
+            [
+                "token", "password", "passwd", "secret", "auth", "api_key", "apikey",
+            ]
+            .iter()
+            .any(|word| name.contains(word))
+        })
+        .then_some("a credential in the URL's query (?access_token=...)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_are_redacted() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret}"), "<redacted>");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(format!("{:?}", Some(&secret)), "Some(<redacted>)");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_found() {
+        for url in [
+            "git+https://user:tok@example.com/repo",
+            "https://ghp_abc@github.com/me/repo",
+            "github:me/fleet?access_token=abc",
+            "https://example.com/x?ref=main&private_token=abc",
+            "git+ssh://git:pw@example.com/repo",
+        ] {
+            assert!(embedded_credential(url).is_some(), "{url}");
+        }
+        for url in [
+            "github:me/fleet",
+            "git+ssh://git@github.com/me/fleet",
+            "git+https://example.com/repo?ref=main&rev=abc",
+            "https://example.com/installer-{arch}.tar.gz",
+        ] {
+            assert_eq!(embedded_credential(url), None, "{url}");
+        }
+    }
+}

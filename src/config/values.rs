@@ -1,0 +1,457 @@
+//! Newtypes for single config values. Each checks itself while the file is parsed, so its
+//! error carries the value's line and column.
+
+use std::fmt;
+
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, Visitor};
+
+use super::placeholder::{self, INSTALLER_PLACEHOLDERS};
+use super::secret::embedded_credential;
+use crate::Result;
+
+/// The CPU architectures nixos-lift installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl TryFrom<String> for Arch {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|arch| arch.as_str() == value)
+            .ok_or_else(|| "expected an arch: x86_64 or aarch64".to_string())
+    }
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Aarch64 => "aarch64",
+        }
+    }
+
+    /// From `uname -m` / `host.arch`; `None` for architectures nixos-lift does not install.
+    pub fn from_uname(machine: &str) -> Option<Self> {
+        match machine {
+            "x86_64" => Some(Self::X86_64),
+            "aarch64" | "arm64" => Some(Self::Aarch64),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SHA-256 digest: 64 hex digits, kept lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sha256(String);
+
+impl TryFrom<String> for Sha256 {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let value = value.trim();
+        if value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Self(value.to_ascii_lowercase()))
+        } else {
+            Err(format!(
+                "expected a sha256 of 64 hex digits (as `sha256sum` prints), found {} characters",
+                value.chars().count()
+            ))
+        }
+    }
+}
+
+impl Sha256 {
+    pub fn as_hex(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `disk`: which disk stage 2 wipes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DiskSelector {
+    /// The disk that holds the running root filesystem.
+    #[default]
+    Auto,
+    /// A `/dev/disk/by-id/...` link: survives renaming between stage 1 and stage 2.
+    ById(String),
+    /// Any other `/dev/...` path, e.g. `/dev/nvme0n1` or `/dev/disk/by-path/...`.
+    Path(String),
+}
+
+impl TryFrom<String> for DiskSelector {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let expected =
+            "expected `auto`, a /dev/disk/by-id/... link or a device path such as /dev/nvme0n1";
+        let value = value.trim();
+        if value == "auto" {
+            return Ok(Self::Auto);
+        }
+        let Some(rest) = value.strip_prefix("/dev/") else {
+            return Err(expected.to_string());
+        };
+        let clean = !rest.is_empty()
+            && !rest.ends_with('/')
+            && rest
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+            && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !clean {
+            return Err(format!("{expected}, without empty, `.` or `..` parts"));
+        }
+        match rest.strip_prefix("disk/by-id/") {
+            Some(id) if !id.contains('/') => Ok(Self::ById(value.to_string())),
+            Some(_) => Err(format!("{expected}; a by-id name has no `/`")),
+            None if rest == "disk/by-id" => Err(format!("{expected}; the by-id name is missing")),
+            None => Ok(Self::Path(value.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DiskSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::ById(path) | Self::Path(path) => f.write_str(path),
+        }
+    }
+}
+
+/// `installer.url`: where the installer tarball is, with an optional `{arch}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerUrl(String);
+
+impl TryFrom<String> for InstallerUrl {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let value = value.trim();
+        if let Some(kind) = embedded_credential(value) {
+            return Err(format!(
+                "{kind}: the installer must be downloadable without credentials"
+            ));
+        }
+        placeholder::check(value, INSTALLER_PLACEHOLDERS)?;
+        let probe = value.replace("{arch}", "x86_64");
+        http_url(&probe)?;
+        Ok(Self(value.to_string()))
+    }
+}
+
+impl InstallerUrl {
+    pub fn template(&self) -> &str {
+        &self.0
+    }
+
+    pub fn has_arch(&self) -> bool {
+        self.0.contains("{arch}")
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+
+    /// The URL for one architecture.
+    pub fn resolve(&self, arch: Arch) -> Result<String> {
+        placeholder::substitute(&self.0, &[("arch", arch.as_str())])
+    }
+}
+
+/// An `http://` or `https://` URL with a host and no credentials in it (`nix.substituters`,
+/// `report.webhook_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl(url::Url);
+
+impl TryFrom<String> for HttpUrl {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let value = value.trim();
+        if let Some(kind) = embedded_credential(value) {
+            return Err(format!(
+                "{kind}: use the matching token key (report.webhook_token, nix.access_tokens)"
+            ));
+        }
+        http_url(value).map(Self)
+    }
+}
+
+impl HttpUrl {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+}
+
+impl fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+fn http_url(value: &str) -> Result<url::Url, String> {
+    let expected = "expected an http:// or https:// URL with a host";
+    let url = url::Url::parse(value).map_err(|e| format!("{expected} ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(expected.to_string());
+    }
+    Ok(url)
+}
+
+/// `nix.trusted_public_keys`: `name:base64`, as `nix-store --generate-binary-cache-key` prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPublicKey(String);
+
+impl TryFrom<String> for TrustedPublicKey {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let value = value.trim();
+        let expected = "expected a Nix signing public key `name:base64`, e.g. cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
+        let (name, key) = value.split_once(':').ok_or(expected)?;
+        // An ed25519 public key is 32 bytes: 44 base64 characters with padding.
+        let base64 = key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c));
+        if name.is_empty() || name.contains(char::is_whitespace) || key.len() != 44 || !base64 {
+            return Err(expected.to_string());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+
+impl TrustedPublicKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `system`: a prebuilt NixOS system closure, `/nix/store/<hash>-<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePath(String);
+
+impl TryFrom<String> for StorePath {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let value = value.trim();
+        let expected = "expected a Nix store path /nix/store/<32-character hash>-<name>, e.g. the output of `nix build .#nixosConfigurations.web.config.system.build.toplevel`";
+        let base = value.strip_prefix("/nix/store/").ok_or(expected)?;
+        let (hash, name) = base.split_at_checked(32).ok_or(expected)?;
+        // Nix's base32 alphabet leaves out e, o, t and u.
+        let hash_ok = hash
+            .chars()
+            .all(|c| c.is_ascii_digit() || (c.is_ascii_lowercase() && !"eotu".contains(c)));
+        let name_ok = name.len() > 1
+            && name.starts_with('-')
+            && !name.contains('/')
+            && name[1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-._?=".contains(c));
+        if !hash_ok || !name_ok {
+            return Err(expected.to_string());
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+
+impl StorePath {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One `ssh.authorized_keys` entry, checked by [`crate::sshkey::check_authorized_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizedKey(String);
+
+impl TryFrom<String> for AuthorizedKey {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        crate::sshkey::check_authorized_key(&value)?;
+        Ok(Self(value.trim().to_string()))
+    }
+}
+
+impl AuthorizedKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A host name key of `nix.access_tokens`, as Nix's `access-tokens` setting takes it
+/// (`github.com`, `gitlab.example.com`, optionally `host/path`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TokenHost(String);
+
+impl TryFrom<String> for TokenHost {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        // A host needs a dot and has no `_`, which also tells it apart from tokens such as
+        // `ghp_...` or `github_pat_...` typed as a key.
+        let (host, path) = value.split_once('/').unwrap_or((value.as_str(), ""));
+        let ok = host.contains('.')
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+            && path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+        if ok {
+            Ok(Self(value))
+        } else {
+            // The key may itself be a token pasted in the wrong place: do not echo it.
+            Err(
+                "expected a host name such as github.com as the key, with the token as its value"
+                    .to_string(),
+            )
+        }
+    }
+}
+
+impl TokenHost {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Deserializes a string and checks it inside the visitor, so serde_yaml attaches the value's
+/// own line and column to the error (`#[serde(try_from)]` would check too late for that).
+pub(crate) fn checked<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<String, Error = String>,
+{
+    struct Checked<T>(PhantomData<T>);
+    impl<T: TryFrom<String, Error = String>> Visitor<'_> for Checked<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<T, E> {
+            T::try_from(value.to_string()).map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(Checked(PhantomData))
+}
+
+/// `impl Deserialize` through [`checked`] for types that are `TryFrom<String, Error = String>`.
+macro_rules! deserialize_checked {
+    ($($type:ty),* $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                $crate::config::values::checked(deserializer)
+            }
+        }
+    )*};
+}
+pub(crate) use deserialize_checked;
+
+deserialize_checked!(
+    Arch,
+    Sha256,
+    DiskSelector,
+    InstallerUrl,
+    HttpUrl,
+    TrustedPublicKey,
+    StorePath,
+    AuthorizedKey,
+    TokenHost,
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok<T: TryFrom<String, Error = String>>(s: &str) -> bool {
+        T::try_from(s.to_string()).is_ok()
+    }
+
+    #[test]
+    fn sha256_is_64_hex_digits() {
+        assert!(ok::<Sha256>(&"aB".repeat(32)));
+        assert!(!ok::<Sha256>(&"a".repeat(63)));
+        assert!(!ok::<Sha256>(&"g".repeat(64)));
+    }
+
+    #[test]
+    fn disk_selectors() {
+        let parse = |s: &str| DiskSelector::try_from(s.to_string());
+        assert_eq!(parse("auto"), Ok(DiskSelector::Auto));
+        assert_eq!(
+            parse("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0"),
+            Ok(DiskSelector::ById(
+                "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0".into()
+            ))
+        );
+        assert_eq!(parse("/dev/vda"), Ok(DiskSelector::Path("/dev/vda".into())));
+        for bad in [
+            "",
+            "sda",
+            "/dev/",
+            "/dev/../etc/passwd",
+            "/dev/disk/by-id/",
+            "/dev/sda/",
+            "/dev/disk/by-id",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn store_paths() {
+        assert!(ok::<StorePath>(
+            "/nix/store/0c2dbvpl9f6kcg1ppazfy5x4cqwby5ds-nixos-system-web-24.11"
+        ));
+        assert!(!ok::<StorePath>("/nix/store/short-nixos"));
+        assert!(!ok::<StorePath>(
+            "/nix/store/0c2dbvpl9f6kcg1ppazfy5x4cqwby5ds-nixos/bin"
+        ));
+        assert!(!ok::<StorePath>("github:me/fleet#web"));
+    }
+
+    #[test]
+    fn urls_and_keys() {
+        assert!(ok::<InstallerUrl>("https://example.com/i-{arch}.tar.gz"));
+        assert!(!ok::<InstallerUrl>("ftp://example.com/i.tar.gz"));
+        assert!(!ok::<InstallerUrl>("https://example.com/{hostname}.tar.gz"));
+        assert!(ok::<HttpUrl>("https://cache.example.com"));
+        assert!(!ok::<HttpUrl>("https://hooks.example.com/x?token=abc"));
+        assert!(ok::<TrustedPublicKey>(
+            "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
+        ));
+        assert!(!ok::<TrustedPublicKey>("cache.nixos.org-1"));
+        assert!(ok::<TokenHost>("github.com"));
+        assert!(ok::<TokenHost>("gitlab.example.com/group"));
+        assert!(!ok::<TokenHost>("https://github.com"));
+        assert!(!ok::<TokenHost>("ghp_abcdef"));
+        assert!(!ok::<TokenHost>("glpat-abcdef"));
+    }
+}
