@@ -33,7 +33,7 @@ pub fn print<T: Serialize>(
         OutputFormat::Text => text(),
     };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", rendered.trim_end()).map_err(|e| Error::io("writing stdout", e))
+    writeln!(out, "{}", rendered.trim_end()).or_else(ignore_closed_pipe)
 }
 
 /// Prints `text` exactly as given, for output that is pasted elsewhere (user-data).
@@ -41,5 +41,13 @@ pub fn print_raw(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::io("writing stdout", e))
+        .or_else(ignore_closed_pipe)
+}
+
+/// A reader that stopped early (`detect | head`) is not a failure of ours.
+fn ignore_closed_pipe(err: std::io::Error) -> Result<()> {
+    match err.kind() {
+        std::io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(Error::io("writing stdout", err)),
+    }
 }
