@@ -41,15 +41,23 @@ pub struct Wrapper {
 }
 
 impl Wrapper {
+    /// `target` is the disk as the installer sees it; it goes into facts.json as `target`,
+    /// which nixos-lift's Nix modules prefer over guessing.
     pub fn new(
         plan: &Plan,
         facts: &Facts,
         network: &NetworkHandoff,
         install: &InstallFacts,
+        target: &crate::facts::Disk,
     ) -> Result<Self> {
         let mut facts_value = serde_json::to_value(facts)
             .map_err(|e| Error::Other(format!("encoding facts.json: {e}")))?;
         if let serde_json::Value::Object(map) = &mut facts_value {
+            map.insert(
+                "target".into(),
+                serde_json::to_value(target)
+                    .map_err(|e| Error::Other(format!("encoding facts.json: {e}")))?,
+            );
             map.insert(
                 "install".into(),
                 serde_json::to_value(install)
@@ -165,7 +173,6 @@ fn module_nix(install: &InstallFacts, network: &NetworkHandoff) -> String {
 {{ diskNames }}:
 {{ lib, options, ... }}:
 let
-  facts = builtins.fromJSON (builtins.readFile ./{FACTS_JSON});
   diskDevice = {device};
 in
 {{
@@ -174,11 +181,15 @@ in
       networking.hostName = lib.mkDefault {hostname};
       users.users.root.openssh.authorizedKeys.keys = lib.mkDefault {keys};
 {hints}{net}    }}
-    (lib.optionalAttrs (options ? nixos-lift.facts) {{
-      nixos-lift.facts = lib.mkDefault facts;
+    # nixos-lift's own modules (nixosModules.facts, the disk layouts) read these.
+    (lib.optionalAttrs (options ? nixos-lift.factsFile) {{
+      nixos-lift.factsFile = lib.mkDefault ./{FACTS_JSON};
     }})
-    # A single-disk layout goes on the disk stage 2 found; with more disks the layout
-    # must name them itself (and stage 2 refuses any that is not the target).
+    (lib.optionalAttrs (options ? nixos-lift.disk.device) {{
+      nixos-lift.disk.device = lib.mkOverride 999 diskDevice;
+    }})
+    # Any other single-disk layout goes on the disk stage 2 found; with more disks the
+    # layout must name them itself (and stage 2 refuses any that is not the target).
     (lib.optionalAttrs (options ? disko.devices && builtins.length diskNames == 1) {{
       disko.devices.disk.${{builtins.head diskNames}}.device = lib.mkOverride 999 diskDevice;
     }})

@@ -173,7 +173,7 @@ impl Stage<'_> {
         self.begin(
             "handoff",
             &format!(
-                "read the handoff from {}: {} on {}, flake {}",
+                "reading the handoff from {}: {} on {}, flake {}",
                 self.handoff.dir.display(),
                 plan.hostname,
                 plan.provider,
@@ -255,6 +255,7 @@ impl Stage<'_> {
             &self.handoff.facts,
             &self.handoff.network,
             &install_facts,
+            &cleared.disk,
         )
         .and_then(|w| w.write(&flake_dir))
         .map_err(|e| self.fail(e))?;

@@ -195,10 +195,7 @@ impl Tools {
             Ok(stdout)
         } else {
             Err((
-                Error::Other(format!(
-                    "{program} {}: {status}",
-                    args.first().unwrap_or(&"")
-                )),
+                Error::Other(format!("running {program}: {status}")),
                 transient,
             ))
         }
