@@ -100,6 +100,19 @@ fn good_fixtures_are_accepted() {
 }
 
 #[test]
+fn a_flake_alone_is_accepted_and_the_summary_says_whether_the_installer_is_pinned() {
+    let run = assert_accepted(&fixtures().join("good-flake-only.yaml"));
+    let unpinned = "no sha256 pinned: stage 1 will refuse it";
+    let build_has_pins = !nixos_lift::config::default_installer_pins().is_empty();
+    assert_eq!(
+        run.stdout.contains(unpinned),
+        !build_has_pins,
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn every_bad_fixture_fails_with_its_one_line_error_and_exit_78() {
     let mut entries: Vec<PathBuf> = fs::read_dir(fixtures())
         .unwrap_or_else(|e| panic!("{e}"))

@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use nixos_lift::config::{Arch, ByteSize, Config, DiskSelector, Secret, ValidConfig};
+use nixos_lift::config::{
+    default_installer_pins, Arch, ByteSize, Config, DiskSelector, Secret, ValidConfig,
+    DEFAULT_INSTALLER_URL,
+};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -27,6 +30,20 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(config.report.webhook_url, None);
     assert_eq!(config.min_memory, ByteSize(2 << 30));
     assert!(!config.min_memory_explicit);
+}
+
+#[test]
+fn a_flake_alone_gets_the_release_installer_for_this_version() {
+    let config = load("good-flake-only.yaml");
+    assert!(config.installer.is_default);
+    assert_eq!(config.installer.url.template(), DEFAULT_INSTALLER_URL);
+    assert!(DEFAULT_INSTALLER_URL.contains(&format!("/v{}/", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(config.installer.sha256, default_installer_pins());
+    assert!(!config.installer.allow_unpinned);
+    // Your own URL never inherits the release pins.
+    let own = load("good-minimal.yaml");
+    assert!(!own.installer.is_default);
+    assert_eq!(own.installer.sha256.len(), 1);
 }
 
 #[test]

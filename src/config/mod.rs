@@ -47,15 +47,44 @@ pub const DEFAULT_MIN_MEMORY_PREBUILT: u64 = 1536 * ByteSize::MIB;
 /// Below 1 GiB the installer itself does not fit (nixos-images' documented minimum).
 pub const MIN_MEMORY_FLOOR: u64 = ByteSize::GIB;
 
+/// `installer.url` when the file gives none: the installer released with this very agent, so
+/// the handoff format always matches.
+pub const DEFAULT_INSTALLER_URL: &str = concat!(
+    "https://github.com/nixos-lift/nixos-lift/releases/download/v",
+    env!("CARGO_PKG_VERSION"),
+    "/nixos-lift-installer-{arch}-linux.tar.gz"
+);
+
+/// Digests of the default installer, compiled into release builds
+/// (`NIXOS_LIFT_INSTALLER_SHA256_X86_64=... cargo build --release`). A build without them
+/// has no pins, and stage 1 refuses the default installer unless the file pins or allows it.
+pub fn default_installer_pins() -> BTreeMap<Arch, Sha256> {
+    [
+        (
+            Arch::X86_64,
+            option_env!("NIXOS_LIFT_INSTALLER_SHA256_X86_64"),
+        ),
+        (
+            Arch::Aarch64,
+            option_env!("NIXOS_LIFT_INSTALLER_SHA256_AARCH64"),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(arch, hex)| Some((arch, Sha256::try_from(hex?.to_string()).ok()?)))
+    .collect()
+}
+
 /// The file as written (defaults applied, cross-key rules not yet checked).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
     pub version: Version,
     pub flake: FlakeRef,
     #[serde(default)]
     pub disk: DiskSelector,
-    pub installer: Installer,
+    #[serde(default)]
+    pub installer: InstallerSection,
     #[serde(default)]
     pub ssh: Ssh,
     #[serde(default)]
@@ -88,10 +117,16 @@ impl std::fmt::Debug for Source {
     }
 }
 
-/// `version`: must be [`CONFIG_VERSION`].
+/// `version`: must be [`CONFIG_VERSION`]; a file without it is read as that version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "u32")]
 pub struct Version(pub u32);
+
+impl Default for Version {
+    fn default() -> Self {
+        Self(CONFIG_VERSION)
+    }
+}
 
 impl TryFrom<u32> for Version {
     type Error = String;
@@ -107,14 +142,27 @@ impl TryFrom<u32> for Version {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `installer` as written; every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Installer {
-    pub url: InstallerUrl,
+pub struct InstallerSection {
+    #[serde(default)]
+    pub url: Option<InstallerUrl>,
     #[serde(default)]
     pub sha256: BTreeMap<Arch, Sha256>,
     #[serde(default)]
     pub allow_unpinned: bool,
+}
+
+/// The installer to fetch, defaults resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installer {
+    pub url: InstallerUrl,
+    /// Pinned digests: the file's, or this build's for the default URL.
+    pub sha256: BTreeMap<Arch, Sha256>,
+    pub allow_unpinned: bool,
+    /// Whether `url` is [`DEFAULT_INSTALLER_URL`].
+    pub is_default: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -217,9 +265,7 @@ impl Config {
                 file: file.to_path_buf(),
                 location: None,
                 key: String::new(),
-                message: "the file is empty, expected a mapping with at least `version: 1`, \
-                          `flake` and `installer`"
-                    .to_string(),
+                message: "the file is empty, expected a mapping with at least `flake`".to_string(),
             }
             .into());
         }
@@ -249,6 +295,7 @@ impl Config {
                 message: invalid.message,
             }
         })?;
+        let installer = self.resolved_installer();
         let min_memory = self
             .min_memory
             .unwrap_or(ByteSize(if self.system.is_some() {
@@ -259,7 +306,7 @@ impl Config {
         Ok(ValidConfig {
             flake: self.flake,
             disk: self.disk,
-            installer: self.installer,
+            installer,
             ssh: self.ssh,
             nix: self.nix,
             system: self.system,
@@ -271,16 +318,38 @@ impl Config {
         })
     }
 
+    fn resolved_installer(&self) -> Installer {
+        let section = &self.installer;
+        match &section.url {
+            Some(url) => Installer {
+                url: url.clone(),
+                sha256: section.sha256.clone(),
+                allow_unpinned: section.allow_unpinned,
+                is_default: false,
+            },
+            None => {
+                let mut sha256 = default_installer_pins();
+                sha256.extend(section.sha256.clone());
+                Installer {
+                    url: InstallerUrl::default_release(),
+                    sha256,
+                    allow_unpinned: section.allow_unpinned,
+                    is_default: true,
+                }
+            }
+        }
+    }
+
     fn check_rules(&self) -> Result<(), Invalid> {
-        let installer = &self.installer;
-        if installer.sha256.is_empty() && !installer.allow_unpinned {
+        let installer = self.resolved_installer();
+        if !installer.is_default && installer.sha256.is_empty() && !installer.allow_unpinned {
             return Err(Invalid::new(
-                "installer",
-                "expected installer.sha256 with a digest for each arch you boot (x86_64, aarch64), \
-                 or allow_unpinned: true to trust whatever the URL serves",
+                "installer.url",
+                "expected installer.sha256 with a digest for each arch you boot (x86_64, aarch64) \
+                 next to your own installer.url, or allow_unpinned: true to trust whatever it serves",
             ));
         }
-        if installer.allow_unpinned && !installer.is_https() {
+        if installer.allow_unpinned && !installer.url.is_https() {
             return Err(Invalid::new(
                 "installer.allow_unpinned",
                 "an unpinned installer must come over https://; pin installer.sha256 to use http://",
@@ -327,10 +396,6 @@ impl Config {
 }
 
 impl Installer {
-    fn is_https(&self) -> bool {
-        self.url.is_https()
-    }
-
     /// The pinned digest for `arch`, if any.
     pub fn sha256_for(&self, arch: Arch) -> Option<&Sha256> {
         self.sha256.get(&arch)
@@ -368,10 +433,12 @@ impl ValidConfig {
         let _ = writeln!(out, "  flake: {}", self.flake);
         let _ = writeln!(out, "  disk: {}", self.disk);
         let pinned: Vec<&str> = self.installer.sha256.keys().map(|a| a.as_str()).collect();
-        let pins = if pinned.is_empty() {
-            "unpinned".to_string()
-        } else {
-            format!("sha256 pinned for {}", pinned.join(", "))
+        let pins = match (pinned.is_empty(), self.installer.allow_unpinned) {
+            (false, _) => format!("sha256 pinned for {}", pinned.join(", ")),
+            (true, true) => "unpinned, allowed by allow_unpinned".to_string(),
+            (true, false) => "no sha256 pinned: stage 1 will refuse it; pin installer.sha256 \
+                              or set allow_unpinned"
+                .to_string(),
         };
         let _ = writeln!(
             out,

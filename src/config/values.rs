@@ -161,6 +161,11 @@ impl TryFrom<String> for InstallerUrl {
 }
 
 impl InstallerUrl {
+    /// [`super::DEFAULT_INSTALLER_URL`].
+    pub fn default_release() -> Self {
+        Self(super::DEFAULT_INSTALLER_URL.to_string())
+    }
+
     pub fn template(&self) -> &str {
         &self.0
     }
