@@ -56,6 +56,9 @@ pub enum Command {
     /// Generate shell completions or man pages from this command line definition (packaging).
     #[command(subcommand, hide = true)]
     Generate(GenerateCommand),
+    /// Inspect the handoff that stage 1 passes to the installer.
+    #[command(subcommand)]
+    Handoff(HandoffCommand),
     /// Stage 2, inside the installer: restore the network, partition the target disk with
     /// the flake's disko layout, nixos-install the flake, then reboot.
     Install(InstallArgs),
@@ -156,4 +159,25 @@ pub enum GenerateCommand {
         #[arg(long, value_name = "DIR")]
         out_dir: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HandoffCommand {
+    /// Check that a handoff is complete and well-formed and print its summary as `key=value`
+    /// lines. Exits 1 when a file is missing or corrupt.
+    Check(HandoffCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HandoffCheckArgs {
+    /// The handoff directory. [default: /nixos-lift when it exists (the installer's initramfs),
+    /// else /run/nixos-lift/handoff]
+    #[arg(long, value_name = "DIR", conflicts_with = "archive")]
+    pub dir: Option<PathBuf>,
+    /// Check a payload archive file (gzip'd newc) instead of a directory.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// Output format. [default: text]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }

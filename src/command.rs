@@ -1,6 +1,6 @@
 //! Dispatch from parsed CLI to the library.
 
-use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand};
+use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand, HandoffCommand};
 use crate::host::{self, SysRoot};
 use crate::{config, output, Result};
 
@@ -31,6 +31,11 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", config::EXAMPLE);
             Ok(())
         }
+        Command::Handoff(HandoffCommand::Check(args)) => crate::handoff::check::run(args),
+        Command::Config(ConfigCommand::Check { file }) => Err(crate::Error::Other(format!(
+            "{}: config check is not implemented yet",
+            file.display()
+        ))),
         Command::UserData(args) => {
             let text = crate::userdata::build(&crate::userdata::Options {
                 config: &args.config,

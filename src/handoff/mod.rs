@@ -11,6 +11,7 @@
 //! nixos-lift/authorized_keys    config + metadata + existing root keys
 //! nixos-lift/machine-id
 //! nixos-lift/nixos-lift         the running agent binary, 0755
+//! nixos-lift/kexec.json         how stage 1 loaded the kernel (a later archive may override it)
 //! addrs.json, routes-v4.json, routes-v6.json   nixos-images' restore-network input
 //! ssh/authorized_keys, ssh/ssh_host_*          nixos-images' restore-state input
 //! machine-id
@@ -18,6 +19,11 @@
 //!
 //! The installer image copies `/nixos-lift` from the initrd to [`STAGE2_DIR`] before
 //! switch-root; the busybox test fixture reads it in place.
+
+pub mod check;
+pub mod cpio;
+pub mod netstate;
+pub mod payload;
 
 /// Directory at the initramfs root that holds nixos-lift's own handoff files.
 pub const INITRD_DIR: &str = "nixos-lift";
@@ -31,6 +37,12 @@ pub const SECRETS_FILE: &str = "secrets.json";
 pub const AUTHORIZED_KEYS_FILE: &str = "authorized_keys";
 pub const MACHINE_ID_FILE: &str = "machine-id";
 pub const AGENT_FILE: &str = "nixos-lift";
+pub const KEXEC_FILE: &str = "kexec.json";
+
+/// nixos-images' restore-network input, at the initramfs root.
+pub const ADDRS_FILE: &str = "addrs.json";
+pub const ROUTES_V4_FILE: &str = "routes-v4.json";
+pub const ROUTES_V6_FILE: &str = "routes-v6.json";
 
 /// The installer tarball's manifest (nixos-lift's own layout), next to the kernel.
 pub const MANIFEST_FILE: &str = "kexec/manifest.json";

@@ -3,4 +3,6 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 cd "$REPO_ROOT"
+# cpio: the handoff tests list and unpack the archive with GNU cpio.
+need_apt cpio
 cargo test --quiet --all-targets 2>&1

@@ -1,0 +1,216 @@
+//! The handoff payload: built from a plan and facts, read back by `handoff check`, listed by
+//! GNU cpio, and appended to an initrd without touching the original.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::facts::{Facts, Firmware};
+use nixos_lift::handoff::check::{check_archive, check_dir};
+use nixos_lift::handoff::payload::{
+    planned_paths, write_archive, write_initrd, HostKeyFile, KexecMethod, KexecRecord, Payload,
+};
+use nixos_lift::handoff::{NetworkHandoff, Secrets};
+use nixos_lift::plan::{FlakeTarget, InstallerPlan, Plan, TargetDisk, PLAN_VERSION};
+use nixos_lift::provider::ProviderKind;
+
+fn plan(host_keys: &[String]) -> Plan {
+    Plan {
+        version: PLAN_VERSION,
+        agent_version: "test".into(),
+        arch: "x86_64".into(),
+        firmware: Firmware::Uefi,
+        provider: ProviderKind::Hetzner,
+        instance_id: Some("4711".into()),
+        hostname: "web-1".into(),
+        target: Some(TargetDisk {
+            path: "/dev/sda".into(),
+            name: "sda".into(),
+            by_id: Some("/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_4711".into()),
+            serial: Some("4711".into()),
+            wwn: None,
+            size_bytes: 40 << 30,
+            transport: nixos_lift::facts::Transport::Scsi,
+        }),
+        other_disks: vec![],
+        flake: FlakeTarget {
+            reference: "github:me/fleet#web".into(),
+            url: "github:me/fleet".into(),
+            attr: "web".into(),
+        },
+        system: None,
+        installer: InstallerPlan {
+            url: "https://example.org/i.tar.gz".into(),
+            sha256: Some("00".repeat(32)),
+        },
+        kernel_cmdline: Some("init=/nix/store/x/init console=ttyS0,115200".into()),
+        handoff: planned_paths(host_keys, true),
+        guards: vec![],
+        nix: Default::default(),
+        report: Default::default(),
+        ssh_authorized_keys: vec![],
+        reboot: true,
+        keep_host_keys: false,
+    }
+}
+
+/// A tiny stand-in for the agent binary: `handoff check` wants an executable ELF.
+fn fake_agent() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!("nixos-lift-fake-agent-{}", std::process::id()));
+    std::fs::write(&path, b"\x7fELF\x02\x01\x01fake agent").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn payload() -> Payload {
+    let host_keys = vec![HostKeyFile {
+        name: "ssh_host_ed25519_key".into(),
+        data: b"-----BEGIN OPENSSH PRIVATE KEY-----\n".to_vec(),
+    }];
+    let mut facts = Facts::default();
+    facts.host.arch = "x86_64".into();
+    facts.host.firmware = Firmware::Uefi;
+    Payload {
+        plan: plan(&["ssh_host_ed25519_key".into()]),
+        facts,
+        network: NetworkHandoff::default(),
+        secrets: Secrets {
+            nix_access_tokens: [("github.com".to_string(), "ghp_secret".to_string())].into(),
+            webhook_token: Some("hook-secret".into()),
+        },
+        authorized_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB me@laptop".into()],
+        host_keys,
+        machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+        kexec: KexecRecord {
+            method: KexecMethod::KexecFileLoad,
+            fallback_reason: None,
+        },
+        agent: fake_agent(),
+    }
+}
+
+#[test]
+fn archive_checks_ok_and_lists_every_planned_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("payload.cpio.gz");
+    write_archive(&payload(), std::fs::File::create(&archive).unwrap()).unwrap();
+    let report = check_archive(&archive).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.firmware.as_deref(), Some("uefi"));
+    assert_eq!(report.kexec_method.as_deref(), Some("kexec_file_load"));
+    for path in &payload().plan.handoff {
+        assert_eq!(
+            report.files.get(path).map(String::as_str),
+            Some("ok"),
+            "{path}"
+        );
+    }
+    assert!(report.to_text().contains("target=/dev/sda"));
+}
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let text = format!("{:?}", payload());
+    assert!(!text.contains("ghp_secret") && !text.contains("hook-secret"));
+    assert!(!text.contains("OPENSSH PRIVATE"));
+}
+
+#[test]
+fn gnu_cpio_extracts_with_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("payload.cpio.gz");
+    write_archive(&payload(), std::fs::File::create(&archive).unwrap()).unwrap();
+    let script = format!(
+        "gzip -dc {} | cpio -idm --quiet --no-absolute-filenames",
+        archive.display()
+    );
+    let out = dir.path().join("root");
+    std::fs::create_dir(&out).unwrap();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&out)
+        .status();
+    let Ok(status) = status.map(|s| s.success()).and_then(|ok| {
+        which_cpio()
+            .then_some(ok)
+            .ok_or(std::io::Error::other("no cpio"))
+    }) else {
+        assert!(std::env::var_os("CI").is_none(), "cpio is not installed");
+        return;
+    };
+    assert!(status);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("nixos-lift/secrets.json"), 0o600);
+    assert_eq!(mode("nixos-lift/nixos-lift"), 0o755);
+    assert_eq!(mode("ssh/ssh_host_ed25519_key"), 0o600);
+    // The extracted tree is what the installer fixture sees: check it in place.
+    let report = check_dir(&out.join("nixos-lift")).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    let addrs = std::fs::read_to_string(out.join("addrs.json")).unwrap();
+    assert_eq!(addrs.trim(), "[]");
+
+    // And through the CLI, as the fixture runs it.
+    let cli = Command::cargo_bin("nixos-lift")
+        .unwrap()
+        .args(["handoff", "check", "--dir"])
+        .arg(out.join("nixos-lift"))
+        .output()
+        .unwrap();
+    assert!(cli.status.success());
+    let stdout = String::from_utf8_lossy(&cli.stdout);
+    assert!(stdout.contains("handoff ok"), "{stdout}");
+    assert!(stdout.contains("firmware=uefi"), "{stdout}");
+
+    // A missing file is a failure, and says which.
+    std::fs::remove_file(out.join("nixos-lift/facts.json")).unwrap();
+    let cli = Command::cargo_bin("nixos-lift")
+        .unwrap()
+        .args(["handoff", "check", "--dir"])
+        .arg(out.join("nixos-lift"))
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&cli.stdout).contains("file: nixos-lift/facts.json missing"));
+}
+
+fn which_cpio() -> bool {
+    Command::new("cpio").arg("--version").output().is_ok()
+}
+
+#[test]
+fn corrupt_plan_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = dir.path().join("nixos-lift");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::write(own.join("plan.json"), b"{\"version\": 1").unwrap();
+    let report = check_dir(&own).unwrap();
+    assert!(!report.ok);
+    assert!(report.files["nixos-lift/plan.json"].starts_with("corrupt"));
+}
+
+#[test]
+fn initrd_is_original_bytes_then_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("initrd");
+    let mut f = std::fs::File::create(&original).unwrap();
+    f.write_all(b"xz-image-bytes!").unwrap(); // 15 bytes: needs one byte of padding
+    drop(f);
+    let out = dir.path().join("initrd.lift");
+    let len = write_initrd(&original, &payload(), &out).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(bytes.len() as u64, len);
+    assert_eq!(&bytes[..15], b"xz-image-bytes!");
+    assert_eq!(bytes[15], 0);
+    assert_eq!(
+        &bytes[16..18],
+        &[0x1f, 0x8b],
+        "gzip member starts on a 4-byte boundary"
+    );
+    assert_eq!(std::fs::read(&original).unwrap(), b"xz-image-bytes!");
+    // An existing output is never overwritten.
+    assert!(write_initrd(&original, &payload(), &out).is_err());
+}
