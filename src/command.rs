@@ -32,10 +32,6 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Handoff(HandoffCommand::Check(args)) => crate::handoff::check::run(args),
-        Command::Config(ConfigCommand::Check { file }) => Err(crate::Error::Other(format!(
-            "{}: config check is not implemented yet",
-            file.display()
-        ))),
         Command::UserData(args) => {
             let text = crate::userdata::build(&crate::userdata::Options {
                 config: &args.config,
