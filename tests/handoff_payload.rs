@@ -58,7 +58,12 @@ fn plan(host_keys: &[String]) -> Plan {
 /// A tiny stand-in for the agent binary: `handoff check` wants an executable ELF.
 fn fake_agent() -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::temp_dir().join(format!("nixos-lift-fake-agent-{}", std::process::id()));
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // One file per call: tests run in parallel threads and must not rewrite each other's.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let name = format!("nixos-lift-fake-agent-{}-{n}", std::process::id());
+    let path = std::env::temp_dir().join(name);
     std::fs::write(&path, b"\x7fELF\x02\x01\x01fake agent").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
