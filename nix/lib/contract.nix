@@ -1,0 +1,38 @@
+# Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs,
+# src/facts.rs or src/provider/mod.rs; tests/nix_contract.rs reads both sides and fails on any
+# difference. Keep this file to `name = "string";` lines and string lists so that test can read it.
+{
+  # src/handoff/mod.rs
+  initrdDir = "nixos-lift";
+  stage2Dir = "/run/nixos-lift/handoff";
+  planFile = "plan.json";
+  factsFile = "facts.json";
+  networkFile = "network.json";
+  secretsFile = "secrets.json";
+  authorizedKeysFile = "authorized_keys";
+  machineIdFile = "machine-id";
+  agentFile = "nixos-lift";
+  manifestFile = "kexec/manifest.json";
+
+  # src/facts.rs FACTS_VERSION
+  factsVersion = "1";
+
+  # src/provider/mod.rs ProviderKind, in declaration order.
+  providers = [
+    "aws"
+    "gcp"
+    "azure"
+    "hetzner"
+    "digitalocean"
+    "vultr"
+    "akamai"
+    "oracle"
+    "scaleway"
+    "openstack"
+    "exoscale"
+    "upcloud"
+    "alibaba"
+    "nocloud"
+    "none"
+  ];
+}

@@ -1,0 +1,229 @@
+# Plain-Nix helpers: builtins only, no nixpkgs, so tests/suite/50-nix.sh can evaluate them with a
+# bare `nix eval` on facts.json files that the Rust agent produced. The NixOS modules under nix/
+# call these; nothing else should re-derive the same values.
+let
+  contract = import ./contract.nix;
+
+  inherit (builtins)
+    all
+    concatLists
+    concatStringsSep
+    elem
+    filter
+    foldl'
+    head
+    isList
+    length
+    listToAttrs
+    map
+    match
+    replaceStrings
+    split
+    stringLength
+    substring
+    toString
+    ;
+
+  # The first element of a list, or null for an empty one.
+  first = xs: if xs == [ ] then null else head xs;
+
+  # `Option<String>` or `Vec<String>` on the Rust side: the first value either way.
+  firstOf = v: if isList v then first v else v;
+
+  upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  toLower = replaceStrings upper lower;
+
+  unique = foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
+
+  # Routes that a DHCP client, the kernel or router advertisements made come back by themselves.
+  automaticProtocols = [ "dhcp" "kernel" "ra" ];
+in
+rec {
+  inherit contract;
+
+  # The disk layouts' device when nothing names the target: no such link ever exists, so disko
+  # stops before writing anything, while the configuration still evaluates.
+  unsetDisk = "/dev/disk/by-id/nixos-lift-target-disk-unset";
+
+  # Parse a facts.json file and refuse a schema this code was not written for.
+  readFacts = path: checkFacts (builtins.fromJSON (builtins.readFile path));
+
+  checkFacts = facts:
+    if toString (facts.version or "missing") == contract.factsVersion then facts
+    else throw "nixos-lift: facts.json has schema version ${toString (facts.version or "missing")}, these modules read version ${contract.factsVersion}";
+
+  # The Nix system double, e.g. `x86_64-linux`.
+  system = facts: "${facts.host.arch}-linux";
+
+  # MACs as networkd matches them: lowercase, colon-separated (Azure publishes `000D3A047598`).
+  normalizeMac = mac:
+    let
+      m = toLower mac;
+      pairs = builtins.genList (i: substring (i * 2) 2 m) 6;
+    in
+    if match "[0-9a-f]{12}" m != null then concatStringsSep ":" pairs else m;
+
+  # A valid single-label host name from the cloud's host name, or null when there is none.
+  hostName = facts:
+    let
+      raw = if (facts.cloud or null) == null then null else facts.cloud.hostname or null;
+      label = if raw == null then null else toLower (head (split "\\." raw));
+      valid = label != null && stringLength label <= 63
+        && match "[a-z0-9]([a-z0-9-]*[a-z0-9])?" label != null;
+    in
+    if valid then label else null;
+
+  # Keys from the cloud's metadata, as stage 1 validated them.
+  sshKeys = facts: if (facts.cloud or null) == null then [ ] else facts.cloud.ssh_keys;
+
+  # The disk the layouts go on. Order of preference: an explicit `target` (stage 2 may record the
+  # plan's target disk there), the disk that held the stock image's root, the only eligible disk.
+  # `device` prefers a /dev/disk/by-id link, because /dev/sdX and nvmeXn1 names can swap.
+  targetDisk = facts:
+    let
+      eligible = filter (d: !d.removable && !d.read_only) facts.disks;
+      rooted = filter (d: d.holds_root) facts.disks;
+      chosen =
+        if (facts.target or null) != null then facts.target
+        else if rooted != [ ] then head rooted
+        else if length eligible == 1 then head eligible
+        else null;
+      byId = if chosen == null then null else firstOf chosen.by_id;
+    in
+    if chosen == null then null else {
+      inherit (chosen) name path size_bytes;
+      device = if byId != null then byId else chosen.path;
+    };
+
+  # Resolvers for the installed system: the host's working resolvers, then the cloud's.
+  nameservers = facts:
+    let
+      cloudDns =
+        if (facts.cloud or null) == null then [ ]
+        else concatLists (map (i: i.dns) facts.cloud.network);
+    in
+    unique (facts.network.dns ++ cloudDns);
+
+  # A networkd [Route] section for one route of facts.network.routes.
+  route = r:
+    let
+      isDefault = r.dst == "default";
+      viaOtherFamily = (r.gateway_family or null) != null && r.gateway_family != r.family;
+    in
+    (if !isDefault then { Destination = r.dst; }
+    else if viaOtherFamily then { Destination = "0.0.0.0/0"; }
+    else { })
+    // (if r.gateway != null then { Gateway = r.gateway; } else { Scope = "link"; })
+    // (if r.onlink then { GatewayOnLink = true; } else { })
+    // (if r.metric != null then { Metric = r.metric; } else { });
+
+  # The static part of each ethernet interface's configuration, keyed by networkd file name.
+  # Everything dynamic (DHCP, RA) is left to the catch-all network of the `cloud` module; what is
+  # here is what a DHCP server would not give back: static addresses and routes, the cloud's
+  # published static configuration, DNS and MTU.
+  networks = facts:
+    let
+      cloudIfaces = if (facts.cloud or null) == null then [ ] else facts.cloud.network;
+      cloudFor = mac: first (filter (c: c.mac != null && normalizeMac c.mac == mac) cloudIfaces);
+      ethernet = filter (i: i.link_type == "ether" && i.mac != null && i.physical) facts.network.interfaces;
+      one = iface:
+        let
+          mac = normalizeMac iface.mac;
+          cloud = cloudFor mac;
+          staticAddrs = map (a: "${a.address}/${toString a.prefix_len}")
+            (filter (a: !a.dynamic && a.scope == "global") iface.addresses);
+          staticRoutes = map route (filter
+            (r: r.dev == iface.name && !(elem r.protocol automaticProtocols))
+            facts.network.routes);
+          cloudRoutes = if cloud == null then [ ] else
+          map
+            (r: (if r.dst == "default" then { } else { Destination = r.dst; })
+              // { Gateway = r.gateway; }
+              // (if r.onlink then { GatewayOnLink = true; } else { }))
+            cloud.routes;
+          mtu = if cloud != null && cloud.mtu != null then cloud.mtu else iface.mtu;
+          address = unique (staticAddrs ++ (if cloud == null then [ ] else cloud.addresses));
+          routes = unique (staticRoutes ++ cloudRoutes);
+          dns = if cloud == null then [ ] else cloud.dns;
+        in
+        {
+          name = "10-nixos-lift-${iface.name}";
+          value = {
+            matchConfig.MACAddress = mac;
+            networkConfig = { DHCP = "yes"; IPv6AcceptRA = true; };
+          }
+          // (if address != [ ] then { inherit address; } else { })
+          // (if routes != [ ] then { inherit routes; } else { })
+          // (if dns != [ ] then { inherit dns; } else { })
+          // (if mtu != 1500 then { linkConfig.MTUBytes = toString mtu; } else { });
+        };
+    in
+    listToAttrs (map one ethernet);
+
+  # Everything the `facts` module sets, from one facts value.
+  fromFacts = facts: {
+    system = system facts;
+    hostName = hostName facts;
+    sshKeys = sshKeys facts;
+    disk = targetDisk facts;
+    networks = networks facts;
+    nameservers = nameservers facts;
+    firmware = facts.host.firmware;
+    provider = if (facts.cloud or null) == null then null else facts.cloud.provider;
+  };
+
+  # The `console=` devices of a kernel command line, in order.
+  consoles = params: map (p: substring 8 (stringLength p) p)
+    (filter (p: match "console=.*" p != null) params);
+
+  # The kernel makes the LAST `console=` /dev/console: the one systemd and stage 2 write to.
+  # True when that one is a serial port, so a provider's serial console shows the install.
+  serialConsoleLast = params:
+    let cs = consoles params;
+    in cs != [ ] && match "(ttyS|ttyAMA)[0-9]+(,.*)?" (builtins.elemAt cs (length cs - 1)) != null;
+
+  # LVM sizing. disko runs `lvcreate -l N%FREE` for a size "N%", one volume after another, so
+  # each percentage applies to what the previous volumes left: 70%, 20%, 10% in creation order
+  # gives 70, 6 and 2.4 percent, and with a "100%" last volume other orders give results such
+  # as 56/20/24. `N%VG` is a share of the whole volume group whatever the order, so every volume
+  # but the last gets `N%VG`; the last takes `100%FREE` (its share plus rounding leftovers) when
+  # the shares add up to 100, and its own `N%VG` otherwise (the rest stays free). Volumes are
+  # created in list order (explicit priorities).
+  lvmSizes = volumes:
+    let
+      total = foldl' (acc: v: acc + v.percent) 0 volumes;
+      n = length volumes;
+      indexed = builtins.genList (i: { inherit i; v = builtins.elemAt volumes i; }) n;
+      sizeOf = { i, v }: if i == n - 1 && total == 100 then "100%FREE" else "${toString v.percent}%VG";
+    in
+    if n == 0 then throw "nixos-lift: the LVM layout needs at least one volume"
+    else if !(all (v: v.percent > 0) volumes) then throw "nixos-lift: every LVM volume needs a percent above 0"
+    else if total > 100 then throw "nixos-lift: LVM volume percentages add up to ${toString total}, more than 100"
+    else
+      listToAttrs (map
+        (e: {
+          name = e.v.name;
+          value = { size = sizeOf e; priority = 100 + e.i; };
+        })
+        indexed);
+
+  # kexec/manifest.json: what stage 1 reads to load the installer. Paths are relative to the
+  # tarball's root, like contract.manifestFile itself.
+  manifest = { name, system, nixosRelease, agentVersion, init, kernelParams }: {
+    version = 1;
+    inherit name system;
+    nixos_release = nixosRelease;
+    agent_version = agentVersion;
+    kernel = "kexec/bzImage";
+    initrd = "kexec/initrd";
+    kexec = "kexec/kexec";
+    inherit init;
+    kernel_params = kernelParams;
+    cmdline = concatStringsSep " " ([ "init=${init}" ] ++ kernelParams);
+    handoff = {
+      initrd_dir = contract.initrdDir;
+      stage2_dir = contract.stage2Dir;
+    };
+  };
+}

@@ -1,0 +1,2 @@
+# Stand-in for disko's NixOS module: imports nothing, declares nothing.
+_: { }

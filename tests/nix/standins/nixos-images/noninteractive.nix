@@ -1,0 +1,2 @@
+# Stand-in for nixos-images' noninteractive module: imports nothing, declares nothing.
+_: { }
