@@ -38,6 +38,10 @@ let
 
   # Routes that a DHCP client, the kernel or router advertisements made come back by themselves.
   automaticProtocols = [ "dhcp" "kernel" "ra" ];
+
+  # Accelerated-networking VFs (Azure): they carry the synthetic NIC's MAC and are driven
+  # through it, so networkd must leave them alone.
+  vfDrivers = [ "mlx4_core" "mlx5_core" "mana" ];
 in
 rec {
   inherit contract;
@@ -127,9 +131,13 @@ rec {
       cloudIfaces = if (facts.cloud or null) == null then [ ] else facts.cloud.network;
       cloudFor = mac: first (filter (c: c.mac != null && normalizeMac c.mac == mac) cloudIfaces);
       ethernet = filter (i: i.link_type == "ether" && i.mac != null && i.physical) facts.network.interfaces;
+      sharesMac = iface: length (filter (i: normalizeMac i.mac == normalizeMac iface.mac) ethernet) > 1;
       one = iface:
         let
           mac = normalizeMac iface.mac;
+          # Two NICs with one MAC (a VF and its synthetic NIC): the driver tells them apart.
+          shared = sharesMac iface && iface.driver != null;
+          match = { MACAddress = mac; } // (if shared then { Driver = iface.driver; } else { });
           cloud = cloudFor mac;
           staticAddrs = map (a: "${a.address}/${toString a.prefix_len}")
             (filter (a: !a.dynamic && a.scope == "global") iface.addresses);
@@ -149,14 +157,19 @@ rec {
         in
         {
           name = "10-nixos-lift-${iface.name}";
-          value = {
-            matchConfig.MACAddress = mac;
-            networkConfig = { DHCP = "yes"; IPv6AcceptRA = true; };
-          }
-          // (if address != [ ] then { inherit address; } else { })
-          // (if routes != [ ] then { inherit routes; } else { })
-          // (if dns != [ ] then { inherit dns; } else { })
-          // (if mtu != 1500 then { linkConfig.MTUBytes = toString mtu; } else { });
+          value =
+            if shared && elem iface.driver vfDrivers then {
+              matchConfig = match;
+              linkConfig.Unmanaged = true;
+            } else
+              ({
+                matchConfig = match;
+                networkConfig = { DHCP = "yes"; IPv6AcceptRA = true; };
+              }
+              // (if address != [ ] then { inherit address; } else { })
+              // (if routes != [ ] then { inherit routes; } else { })
+              // (if dns != [ ] then { inherit dns; } else { })
+              // (if mtu != 1500 then { linkConfig.MTUBytes = toString mtu; } else { }));
         };
     in
     listToAttrs (map one ethernet);

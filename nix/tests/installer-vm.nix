@@ -9,6 +9,10 @@
 # Then the test logs in over SSH with the key from the metadata and checks the host name and
 # the network. The target is cloud-x86_64 extended with the test key's facts, installed as a
 # prebuilt system (fleet mode) from the cache, because the VMs cannot evaluate a flake offline.
+# cache-key.sec/.pub sign that cache; they are test-only keys that guard nothing.
+#
+# Written against the CLI and config as of its commit and never run (no Nix here): the config
+# keys below are the ones this test assumes stage 1 reads.
 { pkgs, self }:
 let
   inherit (pkgs) lib;

@@ -40,12 +40,17 @@ check networks '
     and all($ifs[];
       . as $iface
       | $out.networks["10-nixos-lift-" + $iface.name] as $n
+      | ([$ifs[] | select((.mac | ascii_downcase) == ($iface.mac | ascii_downcase))] | length > 1) as $shared
       | $n != null
         and $n.matchConfig.MACAddress == ($iface.mac | ascii_downcase)
-        and $n.networkConfig.DHCP == "yes"
+        and (if $shared and $iface.driver != null then $n.matchConfig.Driver == $iface.driver else $n.matchConfig.Driver == null end)
+      | if $shared and ($iface.driver | IN("mlx4_core", "mlx5_core", "mana"))
+        then $n.linkConfig.Unmanaged == true and $n.networkConfig == null
+        else $n.networkConfig.DHCP == "yes"
         and ([$iface.addresses[] | select((.dynamic | not) and .scope == "global") | "\(.address)/\(.prefix_len)"]
              - ($n.address // [])) == []
-        and (if $iface.mtu != 1500 then $n.linkConfig.MTUBytes == ($iface.mtu | tostring) else true end))'
+        and (if $iface.mtu != 1500 then $n.linkConfig.MTUBytes == ($iface.mtu | tostring) else true end)
+        end)'
 check staticRoutes '
   [.network.interfaces[] | select(.link_type == "ether" and .mac != null and .physical) | .name] as $devs
   | all(.network.routes[] | select(.dev != null and (.dev | IN($devs[])) and (.protocol | IN("dhcp","kernel","ra") | not));
