@@ -68,7 +68,12 @@ rec {
     in
     if match "[0-9a-f]{12}" m != null then concatStringsSep ":" pairs else m;
 
-  # A valid single-label host name from the cloud's host name, or null when there is none.
+  # What stage 2 decided (src/install/compose.rs adds it to the facts.json it writes as
+  # `install`): it wins over what the modules would derive, so both agree.
+  installed = facts: facts.install or null;
+
+  # The host name stage 2 chose, else a valid single-label name from the cloud's host name,
+  # else null.
   hostName = facts:
     let
       raw = if (facts.cloud or null) == null then null else facts.cloud.hostname or null;
@@ -76,27 +81,34 @@ rec {
       valid = label != null && stringLength label <= 63
         && match "[a-z0-9]([a-z0-9-]*[a-z0-9])?" label != null;
     in
-    if valid then label else null;
+    if installed facts != null then (installed facts).hostname
+    else if valid then label else null;
 
-  # Keys from the cloud's metadata, as stage 1 validated them.
-  sshKeys = facts: if (facts.cloud or null) == null then [ ] else facts.cloud.ssh_keys;
+  # Root's keys: stage 2's list (config, metadata and the stock image's keys), else the cloud's.
+  sshKeys = facts:
+    if installed facts != null then (installed facts).authorized_keys
+    else if (facts.cloud or null) == null then [ ] else facts.cloud.ssh_keys;
 
-  # The disk the layouts go on. Order of preference: an explicit `target` (stage 2 may record the
-  # plan's target disk there), the disk that held the stock image's root, the only eligible disk.
-  # `device` prefers a /dev/disk/by-id link, because /dev/sdX and nvmeXn1 names can swap.
+  # The disk the layouts go on: the one stage 2 found again, else the disk that held the stock
+  # image's root, else the only writable disk. `device` prefers a /dev/disk/by-id link, because
+  # /dev/sdX and nvmeXn1 names can swap between boots.
   targetDisk = facts:
     let
+      install = installed facts;
       eligible = filter (d: !d.removable && !d.read_only) facts.disks;
       rooted = filter (d: d.holds_root) facts.disks;
       chosen =
-        if (facts.target or null) != null then facts.target
-        else if rooted != [ ] then head rooted
+        if rooted != [ ] then head rooted
         else if length eligible == 1 then head eligible
         else null;
       byId = if chosen == null then null else firstOf chosen.by_id;
     in
-    if chosen == null then null else {
-      inherit (chosen) name path size_bytes;
+    if install != null then {
+      device = install.disk_device;
+      path = install.disk_path;
+    }
+    else if chosen == null then null else {
+      inherit (chosen) path;
       device = if byId != null then byId else chosen.path;
     };
 

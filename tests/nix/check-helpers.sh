@@ -32,7 +32,7 @@ check disk '
   | ([.disks[] | select((.removable | not) and (.read_only | not))]) as $eligible
   | (if $root != null then $root elif ($eligible | length) == 1 then $eligible[0] else null end) as $d
   | if $d == null then $out.disk == null
-    else $out.disk.device == ($d.by_id[0] // $d.path) and $out.disk.size_bytes == $d.size_bytes end'
+    else $out.disk.device == ($d.by_id[0] // $d.path) and $out.disk.path == $d.path end'
 check nameservers '(.network.dns - $out.nameservers) == []'
 check networks '
   [.network.interfaces[] | select(.link_type == "ether" and .mac != null and .physical)] as $ifs

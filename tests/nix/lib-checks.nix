@@ -77,6 +77,29 @@ let
     manifestHandoff = m.handoff == { initrd_dir = h.contract.initrdDir; stage2_dir = h.contract.stage2Dir; };
 
     wrongFactsVersion = fails (h.checkFacts { version = 99; });
+
+    # Stage 2's `install` record wins, so its generated module and the facts module agree.
+    installWins =
+      let
+        facts = {
+          version = 1;
+          host = { arch = "x86_64"; firmware = "bios"; };
+          disks = [{ name = "vda"; path = "/dev/vda"; by_id = [ ]; holds_root = true; removable = false; read_only = false; }];
+          network = { interfaces = [ ]; routes = [ ]; dns = [ ]; };
+          cloud = { provider = "hetzner"; hostname = "from-metadata"; ssh_keys = [ "ssh-ed25519 AAAA metadata" ]; network = [ ]; };
+          install = {
+            hostname = "from-config";
+            disk_device = "/dev/disk/by-id/virtio-root";
+            disk_path = "/dev/vda";
+            authorized_keys = [ "ssh-ed25519 AAAA config" "ssh-ed25519 AAAA metadata" ];
+          };
+        };
+        d = h.fromFacts facts;
+      in
+      d.hostName == "from-config"
+      && d.disk == { device = "/dev/disk/by-id/virtio-root"; path = "/dev/vda"; }
+      && d.sshKeys == facts.install.authorized_keys
+      && h.hostName (builtins.removeAttrs facts [ "install" ]) == "from-metadata";
   };
   failed = builtins.filter (n: !checks.${n}) (builtins.attrNames checks);
 in
