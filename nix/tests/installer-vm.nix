@@ -35,7 +35,14 @@ let
     }];
   }).config.system.build.toplevel;
 
-  metadata = pkgs.writeTextDir "hetzner/v1/metadata" ''
+  tarball = "nixos-lift-installer-${system}.tar.gz";
+  # Served at http://169.254.169.254/: the metadata and the installer tarball.
+  served = pkgs.linkFarm "fake-cloud" [
+    { name = "hetzner/v1/metadata"; path = metadata; }
+    { name = "installer/${tarball}"; path = "${installer}/${tarball}"; }
+  ];
+
+  metadata = pkgs.writeText "metadata" ''
     hostname: lifted
     instance-id: 4242
     region: test
@@ -43,12 +50,18 @@ let
       - ${sshKeys.snakeOilPublicKey}
   '';
 
+  # JSON is YAML: the config file's schema, as `nixos-lift config example` prints it.
   liftConfig = pkgs.writeText "nixos-lift.yaml" (builtins.toJSON {
+    version = 1;
     flake = "${self.outPath}#cloud-x86_64";
     system = "${target}";
-    installer = { url = "file://${installer}/nixos-lift-installer-${system}.tar.gz"; };
+    installer = {
+      url = "http://169.254.169.254/installer/${tarball}";
+      # Import from derivation: the digest of the tarball this test built.
+      sha256.x86_64 = lib.head (lib.splitString " " (builtins.readFile "${installer}/${tarball}.sha256"));
+    };
     nix = {
-      substituters = [ "http://cloud:5000" ];
+      substituters = [ "http://169.254.169.254:5000" ];
       trusted_public_keys = [ (builtins.readFile ./cache-key.pub) ];
     };
   });
@@ -68,7 +81,7 @@ pkgs.testers.runNixOSTest {
       };
       systemd.services.fake-metadata = {
         wantedBy = [ "multi-user.target" ];
-        serviceConfig.ExecStart = "${pkgs.python3}/bin/python3 -m http.server 80 --directory ${metadata}";
+        serviceConfig.ExecStart = "${pkgs.python3}/bin/python3 -m http.server 80 --directory ${served}";
       };
     };
 
