@@ -56,6 +56,9 @@ pub enum Command {
     /// Generate shell completions or man pages from this command line definition (packaging).
     #[command(subcommand, hide = true)]
     Generate(GenerateCommand),
+    /// Decide, without changing anything: the target disk, the flake, the installer, the
+    /// handoff and every guard. Exits 0 when runnable, 10 when a guard refuses.
+    Plan(PlanArgs),
     /// Inspect the handoff that stage 1 passes to the installer.
     #[command(subcommand)]
     Handoff(HandoffCommand),
@@ -180,4 +183,16 @@ pub struct HandoffCheckArgs {
     /// Output format. [default: text]
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The config file (YAML).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub inspect: InspectArgs,
+    /// Output format. [default: json when stdout is not a terminal, else text]
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 }

@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", config::EXAMPLE);
             Ok(())
         }
+        Command::Plan(args) => crate::stage1::plan_command(args),
         Command::Handoff(HandoffCommand::Check(args)) => crate::handoff::check::run(args),
         Command::UserData(args) => {
             let text = crate::userdata::build(&crate::userdata::Options {

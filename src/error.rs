@@ -24,6 +24,12 @@ pub enum Error {
     /// A config file problem, located: `file:line:column: key: expected`.
     #[error(transparent)]
     ConfigFile(#[from] crate::config::ConfigError),
+    /// One or more stage-1 guards refused; each entry names the guard, found, needed, way out.
+    #[error("refusing to {action}: {}", .refusals.join("; "))]
+    Guards {
+        action: String,
+        refusals: Vec<String>,
+    },
     #[error("refusing to {action}: {guard}: {detail}")]
     Refused {
         action: String,
@@ -51,6 +57,7 @@ impl Error {
             Self::Io { .. } => "io",
             Self::Config { .. } | Self::ConfigFile(_) => "config",
             Self::Refused { guard, .. } => guard,
+            Self::Guards { .. } => "guard-refused",
             Self::Usage(_) => "usage",
             Self::Other(_) => "failure",
         }
@@ -59,7 +66,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config { .. } | Self::ConfigFile(_) => exit::CONFIG,
-            Self::Refused { .. } => exit::REFUSED,
+            Self::Refused { .. } | Self::Guards { .. } => exit::REFUSED,
             Self::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,
         }

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod provider;
 pub mod report;
 pub mod sshkey;
+pub mod stage1;
 pub mod userdata;
 
 mod command;

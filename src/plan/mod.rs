@@ -2,6 +2,12 @@
 //!
 //! `plan.json` in the handoff is this struct. Stage 2 executes it; it never re-plans.
 
+mod build;
+pub mod guard;
+pub mod target;
+
+pub use build::{plan_install, PlanEnv};
+
 use serde::{Deserialize, Serialize};
 
 use crate::facts::Firmware;

@@ -1,0 +1,230 @@
+//! `plan_install`: facts + config → [`Plan`], with no side effects.
+
+use std::fmt::Write as _;
+
+use super::target::choose_target;
+use super::{
+    guard, FlakeTarget, GuardResult, InstallerPlan, NixPlan, Plan, ReportPlan, PLAN_VERSION,
+};
+use crate::config::{Arch, ValidConfig};
+use crate::facts::Facts;
+use crate::handoff::payload::planned_paths;
+use crate::provider::ProviderKind;
+
+/// What the plan needs besides facts and config, read by the caller (so planning stays pure).
+#[derive(Debug, Clone, Default)]
+pub struct PlanEnv {
+    pub euid: u32,
+    /// `/etc/hostname`, used when the cloud publishes none.
+    pub hostname: String,
+    /// `/sys/kernel/security/ima/policy` has a `KEXEC_KERNEL_CHECK` appraise rule.
+    pub ima_kexec_appraise: bool,
+    /// Keys already in root's authorized_keys.
+    pub root_keys: Vec<String>,
+    /// Names of `/etc/ssh/ssh_host_*` files.
+    pub host_keys: Vec<String>,
+    pub has_machine_id: bool,
+}
+
+pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan {
+    let host = &facts.host;
+    let cloud = facts.cloud.as_ref();
+    let provider = cloud.map_or(ProviderKind::None, |c| c.provider);
+    let hostname = cloud
+        .and_then(|c| c.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| env.hostname.clone());
+    // Placeholders take the short hostname: `{hostname}` must stay a valid attribute name.
+    let short_host = hostname.split('.').next().unwrap_or_default().to_string();
+
+    let mut guards = guard::host_guards(
+        facts,
+        env.euid,
+        config.min_memory.bytes(),
+        env.ima_kexec_appraise,
+    );
+    let choice = choose_target(&facts.disks, &config.disk);
+    guards.push(choice.guard);
+
+    let flake = match config
+        .flake
+        .target(&host.arch, provider.as_str(), &short_host)
+    {
+        Ok(target) => FlakeTarget {
+            reference: target.reference,
+            url: target.url,
+            attr: target.attr,
+        },
+        Err(e) => {
+            guards.push(GuardResult {
+                name: "flake-reference".into(),
+                ok: false,
+                found: e.to_string(),
+                needed: "placeholders that resolve to [A-Za-z0-9._-]".into(),
+                way_out: "set the hostname in the cloud console, or avoid {hostname} in flake"
+                    .into(),
+            });
+            FlakeTarget {
+                reference: config.flake.to_string(),
+                url: config.flake.url().to_string(),
+                attr: config.flake.attr().to_string(),
+            }
+        }
+    };
+
+    let arch = Arch::from_uname(&host.arch);
+    let url = arch
+        .and_then(|a| config.installer.url.resolve(a).ok())
+        .unwrap_or_else(|| config.installer.url.template().to_string());
+    let sha256 = arch
+        .and_then(|a| config.installer.sha256_for(a))
+        .map(|s| s.as_hex().to_string());
+    guards.push(guard::installer_pinned(
+        sha256.as_deref(),
+        config.installer.allow_unpinned,
+    ));
+    guards.push(guard::installer_url(&url));
+
+    let mut keys: Vec<String> = Vec::new();
+    let metadata_keys = cloud
+        .filter(|_| config.ssh.use_metadata_keys)
+        .map(|c| c.ssh_keys.clone())
+        .unwrap_or_default();
+    let all = config
+        .ssh
+        .authorized_keys
+        .iter()
+        .map(|k| k.as_str().to_string())
+        .chain(metadata_keys)
+        .chain(env.root_keys.iter().cloned());
+    for key in all {
+        let key = key.trim().to_string();
+        if !key.is_empty() && !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+
+    Plan {
+        version: PLAN_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        arch: host.arch.clone(),
+        firmware: host.firmware,
+        provider,
+        instance_id: cloud.and_then(|c| c.instance_id.clone()),
+        hostname,
+        target: choice.target,
+        other_disks: choice.other_disks,
+        flake,
+        system: config.system.as_ref().map(|s| s.as_str().to_string()),
+        installer: InstallerPlan { url, sha256 },
+        kernel_cmdline: None,
+        handoff: planned_paths(&env.host_keys, env.has_machine_id),
+        guards,
+        nix: NixPlan {
+            substituters: config
+                .nix
+                .substituters
+                .iter()
+                .map(|s| s.as_str().to_string())
+                .collect(),
+            trusted_public_keys: config
+                .nix
+                .trusted_public_keys
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+        },
+        report: ReportPlan {
+            webhook_url: config
+                .report
+                .webhook_url
+                .as_ref()
+                .map(|u| u.as_str().to_string()),
+        },
+        ssh_authorized_keys: keys,
+        reboot: config.reboot,
+        keep_host_keys: config.keep_host_keys,
+    }
+}
+
+impl Plan {
+    /// Guards that refused, in order.
+    pub fn refusals(&self) -> Vec<&GuardResult> {
+        self.guards.iter().filter(|g| !g.ok).collect()
+    }
+
+    pub fn runnable(&self) -> bool {
+        self.guards.iter().all(|g| g.ok)
+    }
+
+    /// The human summary `nixos-lift plan` prints.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let verdict = if self.runnable() {
+            "runnable"
+        } else {
+            "REFUSED"
+        };
+        let _ = writeln!(out, "plan: {verdict}");
+        let _ = writeln!(
+            out,
+            "machine: {} {} on {}, instance {}, hostname {}",
+            self.arch,
+            format!("{:?}", self.firmware).to_lowercase(),
+            self.provider,
+            self.instance_id.as_deref().unwrap_or("-"),
+            self.hostname
+        );
+        match &self.target {
+            Some(t) => {
+                let _ = writeln!(
+                    out,
+                    "target disk: {} ({} MiB, serial {}, wwn {}, by-id {})",
+                    t.path,
+                    t.size_bytes >> 20,
+                    t.serial.as_deref().unwrap_or("-"),
+                    t.wwn.as_deref().unwrap_or("-"),
+                    t.by_id.as_deref().unwrap_or("-")
+                );
+            }
+            None => {
+                let _ = writeln!(out, "target disk: none");
+            }
+        }
+        for d in &self.other_disks {
+            let _ = writeln!(out, "left alone: {}: {}", d.path, d.reason);
+        }
+        let _ = writeln!(out, "flake: {}", self.flake.reference);
+        if let Some(system) = &self.system {
+            let _ = writeln!(out, "system: {system}");
+        }
+        let _ = writeln!(
+            out,
+            "installer: {} (sha256 {})",
+            self.installer.url,
+            self.installer.sha256.as_deref().unwrap_or("not pinned")
+        );
+        let _ = writeln!(
+            out,
+            "kernel command line: {}",
+            self.kernel_cmdline
+                .as_deref()
+                .unwrap_or("from the installer's kexec/run or manifest, read after download")
+        );
+        let _ = writeln!(out, "ssh keys: {}", self.ssh_authorized_keys.len());
+        let _ = writeln!(out, "handoff: {}", self.handoff.join(", "));
+        let _ = writeln!(out, "guards:");
+        for g in &self.guards {
+            if g.ok {
+                let _ = writeln!(out, "  ok      {}: {}", g.name, g.found);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  REFUSED {}: found {}; needed {}; way out: {}",
+                    g.name, g.found, g.needed, g.way_out
+                );
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,312 @@
+//! Stage 1's guards: each a named, pure predicate over the facts that says what it found, what
+//! it needed and the way out. A refused guard stops stage 1 before anything is downloaded.
+
+use std::net::IpAddr;
+
+use super::GuardResult;
+use crate::facts::{Facts, HostFacts};
+
+/// Architectures with an installer.
+pub const SUPPORTED_ARCHES: [&str; 2] = ["x86_64", "aarch64"];
+
+fn ok(name: &str, found: impl Into<String>, needed: impl Into<String>) -> GuardResult {
+    GuardResult {
+        name: name.into(),
+        ok: true,
+        found: found.into(),
+        needed: needed.into(),
+        way_out: String::new(),
+    }
+}
+
+fn check(
+    name: &str,
+    pass: bool,
+    found: impl Into<String>,
+    needed: impl Into<String>,
+    way_out: impl Into<String>,
+) -> GuardResult {
+    let mut result = ok(name, found, needed);
+    if !pass {
+        result.ok = false;
+        result.way_out = way_out.into();
+    }
+    result
+}
+
+pub fn root(euid: u32) -> GuardResult {
+    check(
+        "root",
+        euid == 0,
+        format!("uid {euid}"),
+        "uid 0 (root)",
+        "run nixos-lift as root: cloud-init's runcmd does, or use sudo",
+    )
+}
+
+pub fn arch(host: &HostFacts) -> GuardResult {
+    check(
+        "arch",
+        SUPPORTED_ARCHES.contains(&host.arch.as_str()),
+        host.arch.clone(),
+        SUPPORTED_ARCHES.join(" or "),
+        "use an x86_64 or aarch64 instance type",
+    )
+}
+
+pub fn not_container(host: &HostFacts) -> GuardResult {
+    check(
+        "not-container",
+        host.container.is_none(),
+        host.container.clone().unwrap_or_else(|| "none".into()),
+        "a virtual machine, not a container",
+        "run nixos-lift on a VM or bare metal; a container cannot replace its kernel",
+    )
+}
+
+pub fn not_nixos(host: &HostFacts) -> GuardResult {
+    let id = host.os.id.clone().unwrap_or_else(|| "unknown".into());
+    check(
+        "not-nixos",
+        id != "nixos",
+        format!("os-release ID={id}"),
+        "a non-NixOS image (Ubuntu, Debian, ...)",
+        "this machine already runs NixOS: deploy the flake with nixos-rebuild instead",
+    )
+}
+
+pub fn memory(host: &HostFacts, min_memory: u64) -> GuardResult {
+    check(
+        "memory",
+        host.memory_bytes >= min_memory,
+        format!("{} MiB", host.memory_bytes >> 20),
+        format!("at least {} MiB (min_memory)", min_memory >> 20),
+        "choose an instance type with more RAM, or lower min_memory (with a prebuilt `system` \
+         1.5 GiB is enough) at the risk of running out of memory in the installer",
+    )
+}
+
+/// Everything that stops `kexec_load`/`kexec_file_load` of an unsigned kernel.
+pub fn kexec_allowed(host: &HostFacts, ima_kexec_appraise: bool) -> GuardResult {
+    let mut blockers = host.kexec_blockers.clone();
+    if host.secure_boot == Some(true) {
+        blockers.push("Secure Boot is enabled: only signed kernels may be kexec'd".into());
+    }
+    if host.kexec_load_disabled == Some(true) && !blockers.iter().any(|b| b.contains("disabled")) {
+        blockers.push("kernel.kexec_load_disabled=1".into());
+    }
+    if let Some(mode @ ("integrity" | "confidentiality")) = host.lockdown.as_deref() {
+        if !blockers.iter().any(|b| b.contains("lockdown")) {
+            blockers.push(format!("kernel lockdown is {mode}"));
+        }
+    }
+    if host.hypervisor.as_deref() == Some("xen") {
+        blockers.push("Xen guest: static kexec cannot read a Xen memory layout".into());
+    }
+    if ima_kexec_appraise {
+        blockers.push("IMA policy appraises kexec kernels (KEXEC_KERNEL_CHECK)".into());
+    }
+    let found = if blockers.is_empty() {
+        "kexec allowed".to_string()
+    } else {
+        blockers.join("; ")
+    };
+    check(
+        "kexec-allowed",
+        blockers.is_empty(),
+        found,
+        "kexec_load_disabled=0, lockdown none, Secure Boot off, no IMA kexec appraisal, not Xen",
+        "disable Secure Boot in the provider's console (or pick a non-Secure-Boot image), boot \
+         without lockdown= on the kernel command line, and use a KVM-based instance type",
+    )
+}
+
+/// `installer.sha256` pinned for this arch, unless `allow_unpinned`.
+pub fn installer_pinned(sha256: Option<&str>, allow_unpinned: bool) -> GuardResult {
+    let found = match (sha256, allow_unpinned) {
+        (Some(hex), _) => format!("sha256 {hex}"),
+        (None, true) => "unpinned, allowed by allow_unpinned".into(),
+        (None, false) => "no sha256 for this architecture".into(),
+    };
+    check(
+        "installer-pinned",
+        sha256.is_some() || allow_unpinned,
+        found,
+        "installer.sha256 for this architecture",
+        "pin installer.sha256 (`sha256sum` of the tarball), or set installer.allow_unpinned: \
+         true to accept whatever the URL serves",
+    )
+}
+
+/// https only; `file:` and plain http to a loopback or link-local address for rehearsals.
+pub fn installer_url(url: &str) -> GuardResult {
+    check(
+        "installer-url",
+        url_allowed(url),
+        url.to_string(),
+        "https://, or for rehearsals file:// or http:// to a loopback or link-local address",
+        "serve the installer over https",
+    )
+}
+
+pub fn url_allowed(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => parsed.host().is_some(),
+        "file" => true,
+        "http" => match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => rehearsal_ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => rehearsal_ip(IpAddr::V6(ip)),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+fn rehearsal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// Every host guard, in the order they are reported.
+pub fn host_guards(facts: &Facts, euid: u32, min_memory: u64, ima: bool) -> Vec<GuardResult> {
+    let host = &facts.host;
+    vec![
+        root(euid),
+        arch(host),
+        not_container(host),
+        not_nixos(host),
+        memory(host, min_memory),
+        kexec_allowed(host, ima),
+    ]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostFacts {
+        HostFacts {
+            arch: "x86_64".into(),
+            memory_bytes: 4 << 30,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn root_needs_uid_0() {
+        assert!(root(0).ok);
+        let refused = root(1000);
+        assert!(!refused.ok);
+        assert_eq!(refused.found, "uid 1000");
+        assert!(!refused.way_out.is_empty());
+    }
+
+    #[test]
+    fn arch_accepts_only_installer_arches() {
+        assert!(arch(&host()).ok);
+        let mut h = host();
+        h.arch = "aarch64".into();
+        assert!(arch(&h).ok);
+        h.arch = "riscv64".into();
+        assert!(!arch(&h).ok);
+    }
+
+    #[test]
+    fn container_and_nixos_are_refused() {
+        let mut h = host();
+        assert!(not_container(&h).ok && not_nixos(&h).ok);
+        h.container = Some("lxc".into());
+        h.os.id = Some("nixos".into());
+        assert_eq!(not_container(&h).found, "lxc");
+        assert!(!not_container(&h).ok);
+        assert!(!not_nixos(&h).ok);
+        assert_eq!(not_nixos(&h).found, "os-release ID=nixos");
+    }
+
+    #[test]
+    fn memory_compares_against_min_memory() {
+        let mut h = host();
+        h.memory_bytes = 768 << 20;
+        let g = memory(&h, 1 << 30);
+        assert!(!g.ok);
+        assert_eq!(g.found, "768 MiB");
+        assert!(g.needed.contains("1024 MiB"));
+        assert!(memory(&h, 512 << 20).ok);
+    }
+
+    #[test]
+    fn kexec_blockers_each_refuse() {
+        assert!(kexec_allowed(&host(), false).ok);
+        type Mutation = fn(&mut HostFacts);
+        let cases: [(Mutation, &str); 4] = [
+            (
+                |h| h.lockdown = Some("integrity".into()),
+                "lockdown is integrity",
+            ),
+            (|h| h.secure_boot = Some(true), "Secure Boot"),
+            (
+                |h| h.kexec_load_disabled = Some(true),
+                "kexec_load_disabled=1",
+            ),
+            (|h| h.hypervisor = Some("xen".into()), "Xen"),
+        ];
+        for (mutate, needle) in cases {
+            let mut h = host();
+            mutate(&mut h);
+            let g = kexec_allowed(&h, false);
+            assert!(!g.ok, "{needle}");
+            assert!(g.found.contains(needle), "{} lacks {needle}", g.found);
+            assert!(g.way_out.contains("Secure Boot") && g.way_out.contains("lockdown"));
+        }
+        assert!(kexec_allowed(&host(), true).found.contains("IMA"));
+        // Blockers the host inspection found are carried through.
+        let mut h = host();
+        h.kexec_blockers = vec!["no kexec support".into()];
+        assert!(!kexec_allowed(&h, false).ok);
+        // lockdown=none is fine.
+        h = host();
+        h.lockdown = Some("none".into());
+        assert!(kexec_allowed(&h, false).ok);
+    }
+
+    #[test]
+    fn pinning() {
+        assert!(installer_pinned(Some("ab"), false).ok);
+        assert!(installer_pinned(None, true).ok);
+        let g = installer_pinned(None, false);
+        assert!(!g.ok && g.way_out.contains("allow_unpinned"));
+    }
+
+    #[test]
+    fn url_policy() {
+        for good in [
+            "https://github.com/x/y.tar.gz",
+            "file:///run/installer.tar.gz",
+            "http://127.0.0.1:8000/i.tar.gz",
+            "http://localhost/i.tar.gz",
+            "http://[::1]/i.tar.gz",
+            "http://169.254.10.10/i.tar.gz",
+            "http://[fe80::1]/i.tar.gz",
+        ] {
+            assert!(url_allowed(good), "{good}");
+        }
+        for bad in [
+            "http://example.org/i.tar.gz",
+            "http://10.0.2.2/i.tar.gz",
+            "http://192.168.1.1/i.tar.gz",
+            "ftp://127.0.0.1/i.tar.gz",
+            "https://",
+            "not a url",
+        ] {
+            assert!(!url_allowed(bad), "{bad}");
+        }
+        assert!(!installer_url("http://example.org/x").ok);
+    }
+}

@@ -1,0 +1,177 @@
+//! `nixos-lift plan` on every host fixture: the right target, the disks left alone, and the
+//! guard results, through the real CLI and config loader.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::plan::Plan;
+
+fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("config.yaml");
+    let text = format!(
+        "version: 1\nflake: \"github:me/fleet#{{hostname}}\"\ninstaller:\n  \
+         url: \"https://example.org/installer-{{arch}}.tar.gz\"\n  sha256:\n    x86_64: \"{}\"\n    \
+         aarch64: \"{}\"\n{extra}",
+        "a".repeat(64),
+        "b".repeat(64)
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `extra` config lines; `min_memory` defaults to 1GiB (the fixtures have 2-4 GiB).
+fn plan(fixture: &str, extra: &str) -> (Option<i32>, Plan) {
+    let extra = if extra.contains("min_memory") {
+        extra.to_string()
+    } else {
+        format!("min_memory: 1GiB\n{extra}")
+    };
+    let extra = extra.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hosts")
+        .join(fixture);
+    let out = Command::cargo_bin("nixos-lift")
+        .unwrap()
+        .args(["plan", "--format", "json", "--config"])
+        .arg(config(dir.path(), extra))
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    let plan: Plan = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{fixture}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), plan)
+}
+
+fn guard<'a>(plan: &'a Plan, name: &str) -> &'a nixos_lift::plan::GuardResult {
+    plan.guards.iter().find(|g| g.name == name).unwrap()
+}
+
+/// The exit code the plan implies; the uid guard depends on who runs the tests.
+fn expected_exit(plan: &Plan) -> Option<i32> {
+    Some(if plan.runnable() { 0 } else { 10 })
+}
+
+#[test]
+fn every_fixture_gets_the_right_target() {
+    let cases = [
+        ("aws-graviton-aarch64", Some("/dev/nvme0n1"), &[][..]),
+        (
+            "aws-nitro-x86_64",
+            Some("/dev/nvme0n1"),
+            &["/dev/nvme1n1"][..],
+        ),
+        ("azure-gen2", Some("/dev/sda"), &["/dev/sdb"][..]),
+        ("data-volume", Some("/dev/sda"), &["/dev/sdb"][..]),
+        ("digitalocean", Some("/dev/vda"), &["/dev/vdb"][..]),
+        ("gcp", Some("/dev/sda"), &[][..]),
+        ("hetzner-arm64", Some("/dev/sda"), &[][..]),
+        ("hetzner-x86_64", Some("/dev/sda"), &[][..]),
+        ("root-on-lvm", Some("/dev/vda"), &["/dev/vdb"][..]),
+        ("lxc", None, &[][..]),
+        ("root-on-md-raid1", None, &[][..]),
+    ];
+    for (fixture, target, others) in cases {
+        let (code, plan) = plan(fixture, "");
+        assert_eq!(code, expected_exit(&plan), "{fixture}");
+        assert_eq!(
+            plan.target.as_ref().map(|t| t.path.as_str()),
+            target,
+            "{fixture}"
+        );
+        assert_eq!(
+            guard(&plan, "target-disk").ok,
+            target.is_some(),
+            "{fixture}"
+        );
+        for other in others {
+            assert!(
+                plan.other_disks.iter().any(|d| d.path == *other),
+                "{fixture}: {other}"
+            );
+        }
+        assert!(plan.handoff.iter().any(|p| p == "nixos-lift/plan.json"));
+    }
+}
+
+#[test]
+fn guard_results_match_each_fixture() {
+    let (_, gcp) = plan("gcp", "");
+    let kexec = guard(&gcp, "kexec-allowed");
+    assert!(!kexec.ok);
+    assert!(kexec.found.contains("lockdown") && kexec.found.contains("Secure Boot"));
+    let (_, lxc) = plan("lxc", "");
+    assert!(!guard(&lxc, "not-container").ok);
+    let (_, raid) = plan("root-on-md-raid1", "");
+    assert!(guard(&raid, "target-disk").found.contains("ambiguous"));
+    let (_, hetzner) = plan("hetzner-x86_64", "");
+    for name in [
+        "arch",
+        "not-container",
+        "not-nixos",
+        "memory",
+        "kexec-allowed",
+        "target-disk",
+        "installer-pinned",
+        "installer-url",
+    ] {
+        assert!(guard(&hetzner, name).ok, "hetzner {name}");
+    }
+    assert_eq!(
+        hetzner.installer.url,
+        "https://example.org/installer-x86_64.tar.gz"
+    );
+    assert_eq!(
+        hetzner.installer.sha256.as_deref(),
+        Some("a".repeat(64).as_str())
+    );
+    let (_, arm) = plan("hetzner-arm64", "");
+    assert_eq!(
+        arm.installer.url,
+        "https://example.org/installer-aarch64.tar.gz"
+    );
+}
+
+#[test]
+fn memory_and_explicit_disk_come_from_the_config() {
+    let (code, big) = plan("hetzner-x86_64", "min_memory: 64GiB\n");
+    assert_eq!(code, Some(10));
+    let memory = guard(&big, "memory");
+    assert!(!memory.ok && memory.needed.contains("65536 MiB"));
+    let (_, vol) = plan(
+        "data-volume",
+        "disk: /dev/disk/by-id/scsi-0HC_Volume_100123456\n",
+    );
+    assert_eq!(vol.target.map(|t| t.path), Some("/dev/sdb".to_string()));
+    assert!(vol.other_disks.iter().any(|d| d.path == "/dev/sda"));
+}
+
+#[test]
+fn text_summary_lists_guards_and_exit_code_for_bad_config_is_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "version: 1\nflaek: x\n").unwrap();
+    let out = Command::cargo_bin("nixos-lift")
+        .unwrap()
+        .args(["plan", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts/gcp");
+    let out = Command::cargo_bin("nixos-lift")
+        .unwrap()
+        .args(["plan", "--format", "text", "--config"])
+        .arg(config(dir.path(), "min_memory: 1GiB\n"))
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(10));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("REFUSED kexec-allowed"), "{text}");
+    assert!(text.contains("target disk: /dev/sda"), "{text}");
+}
