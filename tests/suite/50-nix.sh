@@ -35,15 +35,16 @@ deadnix --fail "${nix_files[@]}"
 
 # Nix 2.26 from Debian trixie in its own tree (bookworm's 2.8 has no usable flakes). Cached
 # by recipe, so CI machines that keep /var/cache build it once.
-recipe="mmdebstrap --variant=apt --include=nix-bin trixie http://deb.debian.org/debian"
+suite=trixie
+mirror=http://deb.debian.org/debian
+recipe="mmdebstrap --variant=apt --include=nix-bin $suite TARGET $mirror"
 cache=${NIXOS_LIFT_TEST_CACHE:-/var/cache/nixos-lift-tests}
 tree="$cache/nix-trixie-$(printf '%s' "$recipe" | sha256sum | cut -c1-16)"
 if [ ! -x "$tree/usr/bin/nix" ]; then
     echo "--- bootstrapping Nix 2.26 into $tree"
     mkdir -p "$cache"
     rm -rf "$tree.tmp"
-    # shellcheck disable=SC2086
-    ${recipe%% *} --quiet ${recipe#* } "$tree.tmp" >/dev/null
+    mmdebstrap --quiet --variant=apt --include=nix-bin "$suite" "$tree.tmp" "$mirror" >/dev/null
     rm -rf "$tree"
     mv "$tree.tmp" "$tree"
 fi
