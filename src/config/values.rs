@@ -250,12 +250,6 @@ impl TryFrom<String> for TrustedPublicKey {
     }
 }
 
-impl TrustedPublicKey {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// `system`: a prebuilt NixOS system closure, `/nix/store/<hash>-<name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorePath(String);
@@ -285,12 +279,6 @@ impl TryFrom<String> for StorePath {
     }
 }
 
-impl StorePath {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// One `ssh.authorized_keys` entry, checked by [`crate::sshkey::check_authorized_key`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizedKey(String);
@@ -301,12 +289,6 @@ impl TryFrom<String> for AuthorizedKey {
     fn try_from(value: String) -> Result<Self, String> {
         crate::sshkey::check_authorized_key(&value)?;
         Ok(Self(value.trim().to_string()))
-    }
-}
-
-impl AuthorizedKey {
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -341,12 +323,6 @@ impl TryFrom<String> for TokenHost {
     }
 }
 
-impl TokenHost {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// Deserializes a string and checks it inside the visitor, so serde_yaml attaches the value's
 /// own line and column to the error (`#[serde(try_from)]` would check too late for that).
 pub(crate) fn checked<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -378,6 +354,19 @@ macro_rules! deserialize_checked {
     )*};
 }
 pub(crate) use deserialize_checked;
+
+/// `as_str` for newtypes that hold their checked value as a `String`.
+macro_rules! string_access {
+    ($($type:ty),* $(,)?) => {$(
+        impl $type {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+
+string_access!(TrustedPublicKey, StorePath, AuthorizedKey, TokenHost);
 
 deserialize_checked!(
     Arch,
