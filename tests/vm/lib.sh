@@ -109,10 +109,13 @@ build_fresh_initrd() {
     mk_initrd "$dir" "$CACHE/fresh-initrd.gz"
 }
 
-# The installer fixture tarball, in nixos-images' layout (kexec/bzImage, kexec/initrd,
-# kexec/run). Sets INSTALLER_TARBALL and INSTALLER_SHA256.
+# The installer fixture's tarballs, in $CACHE/www:
+#   installer-x86_64.tar.gz           nixos-images' layout: kexec/bzImage, kexec/initrd, kexec/run
+#   installer-manifest-x86_64.tar.gz  nixos-lift's layout: the same plus kexec/manifest.json
+# Each layout puts its own `nixos_lift.layout=` on the kernel command line, so the installer's
+# console shows which one stage 1 followed. Sets INSTALLER_SHA256 and INSTALLER_MANIFEST_SHA256.
 build_installer() {
-    local dir=$CACHE/installer-root tar=$CACHE/installer
+    local dir=$CACHE/installer-root tar=$CACHE/installer params
     rm -rf "$dir" "$tar" && mkdir -p "$dir"/{proc,sys,dev,run,tmp,etc,lib/fixture} "$tar/kexec"
     add_busybox "$dir"
     add_modules "$dir"
@@ -124,24 +127,49 @@ FIXTURE_PROBE_PATH=/probe.txt
 ENV
     cp "$VMLINUZ" "$tar/kexec/bzImage"
     mk_initrd "$dir" "$tar/kexec/initrd"
+    params=$(fixture_params)
     # The shape of nixos-images' kexec-run.sh after substitution: stage 1 takes `init=` and
     # the parameters from the --command-line argument.
-    cat >"$tar/kexec/run" <<'RUN'
+    cat >"$tar/kexec/run" <<RUN
 #!/bin/sh
 # nixos-lift test installer (tests/vm): same shape as nixos-images' kexec/run.
 set -eu
-SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
-"$SCRIPT_DIR/kexec" --load "$SCRIPT_DIR/bzImage" \
-  --kexec-syscall-auto \
-  --initrd="$SCRIPT_DIR/initrd" --no-checks \
-  --command-line "init=/init console=ttyS0,115200 panic=-1 quiet nixos_lift.fixture=check"
+SCRIPT_DIR=\$(cd "\$(dirname "\$0")" && pwd)
+"\$SCRIPT_DIR/kexec" --load "\$SCRIPT_DIR/bzImage" \\
+  --kexec-syscall-auto \\
+  --initrd="\$SCRIPT_DIR/initrd" --no-checks \\
+  --command-line "init=/init $params nixos_lift.layout=nixos-images"
 RUN
     chmod +x "$tar/kexec/run"
     mkdir -p "$CACHE/www"
-    INSTALLER_TARBALL=$CACHE/www/installer-x86_64.tar.gz
-    tar -C "$tar" --owner=0 --group=0 -czf "$INSTALLER_TARBALL" kexec
-    INSTALLER_SHA256=$(sha256sum "$INSTALLER_TARBALL" | cut -d' ' -f1)
+    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-x86_64.tar.gz" kexec
+    INSTALLER_SHA256=$(sha256sum "$CACHE/www/installer-x86_64.tar.gz" | cut -d' ' -f1)
+
+    # kexec/manifest.json in the shape nix/installer writes (no static kexec binary here:
+    # stage 1's kexec_file_load is what the scenarios exercise).
+    python3 - "$tar/kexec/manifest.json" "$params nixos_lift.layout=manifest" <<'PY'
+import json, sys
+params = sys.argv[2].split()
+json.dump({
+    "version": 1,
+    "name": "nixos-lift-test-installer",
+    "system": "x86_64-linux",
+    "nixos_release": "test-fixture",
+    "agent_version": None,
+    "kernel": "kexec/bzImage",
+    "initrd": "kexec/initrd",
+    "init": "/init",
+    "kernel_params": params,
+    "cmdline": " ".join(["init=/init"] + params),
+    "handoff": {"initrd_dir": "nixos-lift", "stage2_dir": "/run/nixos-lift/handoff"},
+}, open(sys.argv[1], "w"), indent=2)
+PY
+    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-manifest-x86_64.tar.gz" kexec
+    INSTALLER_MANIFEST_SHA256=$(sha256sum "$CACHE/www/installer-manifest-x86_64.tar.gz" | cut -d' ' -f1)
 }
+
+# The installer fixture's kernel parameters (after `init=`), shared by both layouts.
+fixture_params() { echo "console=ttyS0,115200 panic=-1 quiet nixos_lift.fixture=check"; }
 
 # The part of the stock image's root filesystem every scenario shares.
 build_base_rootfs() {
@@ -253,13 +281,19 @@ boot_vm() {
     netdev+=",guestfwd=tcp:$RELEASE_ADDR:80-cmd:$relay $RELEASE_PORT"
     args=(-accel tcg -smp 1 -m "$VM_MEMORY" -nodefaults -display none -serial stdio -no-reboot
         -pidfile "$RUN/qemu.pid"
-        -kernel "$VMLINUZ" -initrd "$CACHE/fresh-initrd.gz"
-        -append "console=ttyS0 root=/dev/vda1 ro quiet panic=-1 $VM_APPEND"
-        -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$VM_MAC"
-        -drive "file=$RUN/root.img,format=raw,if=none,id=root"
-        -device "virtio-blk-pci,drive=root,serial=$ROOT_SERIAL")
+        -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$VM_MAC")
+    if [ "$VM_BOOT" = installer ]; then
+        # Straight into the installer fixture with a handoff the harness wrote (self-test).
+        args+=(-kernel "$CACHE/installer/kexec/bzImage" -initrd "$RUN/installer-initrd"
+            -append "init=/init $(fixture_params) $VM_APPEND")
+    else
+        args+=(-kernel "$VMLINUZ" -initrd "$CACHE/fresh-initrd.gz"
+            -append "console=ttyS0 root=/dev/vda1 ro quiet panic=-1 $VM_APPEND"
+            -drive "file=$RUN/root.img,format=raw,if=none,id=root"
+            -device "virtio-blk-pci,drive=root,serial=$ROOT_SERIAL")
+    fi
     local s
-    for s in "${VM_SMBIOS[@]}"; do args+=(-smbios "$s"); done
+    for s in "${VM_SMBIOS[@]+"${VM_SMBIOS[@]}"}"; do args+=(-smbios "$s"); done
     if [ "$VM_DATA_DISK" = yes ]; then
         args+=(-drive "file=$RUN/data.img,format=raw,if=none,id=data"
             -device "virtio-blk-pci,drive=data,serial=$DATA_SERIAL")
@@ -270,10 +304,10 @@ boot_vm() {
             -drive "if=pflash,format=raw,file=$RUN/ovmf-vars.fd")
     fi
     printf '%q ' qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.cmd"
-    log "booting: $VM_FIRMWARE, ${VM_MEMORY} MiB, smbios ${VM_SMBIOS[0]} (timeout ${VM_TIMEOUT}s; command in $RUN/qemu.cmd)"
+    log "booting: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMBIOS[0]:-no smbios} (timeout ${VM_TIMEOUT}s; command in $RUN/qemu.cmd)"
     set +e
     timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null 2>&1 |
-        sed -u 's/\r$//; s/\x1b\[[0-9;]*m//g' | tee "$RUN/console.log" | sed -u 's/^/    | /'
+        sed -u 's/\r//g; s/\x1b\[[0-9;=?]*[A-Za-z]//g' | tee "$RUN/console.log" | sed -u 's/^/    | /'
     VM_STATUS=${PIPESTATUS[0]}
     set -e
     rm -f "$RUN/qemu.pid"
@@ -325,7 +359,7 @@ expect_no_download() {
     fi
 }
 expect_download() {
-    if grep -q "^GET /installer-x86_64.tar.gz 20" "$RUN/release.log"; then pass "the installer was downloaded"; else fail "the installer was not downloaded"; fi
+    if grep -q "^GET /$INSTALLER_FILE 20" "$RUN/release.log"; then pass "the installer $INSTALLER_FILE was downloaded"; else fail "the installer $INSTALLER_FILE was not downloaded"; fi
 }
 # The digests taken after building the disks, compared with the images after the run.
 expect_disks_untouched() {

@@ -10,7 +10,8 @@
 #
 # Options: --no-setup (skip tests/vm/setup.sh), -q (console only in the log file).
 # Environment: SIMCLOUD_TIMEOUT (seconds per VM, default 150), SIMCLOUD_CACHE (work dir),
-# SIMCLOUD_FAKECLOUD (the metadata server script).
+# SIMCLOUD_FAKECLOUD (the metadata server script), SIMCLOUD_GUEST_COMMAND (run this in the
+# stock VM instead of `nixos-lift run`, to debug a VM setup; the checks then fail).
 # Exit status: 0 every scenario passed, 1 a scenario failed, 2 usage, 77 nothing could run
 # because the agent lacks the subcommand the scenarios need.
 set -euo pipefail
@@ -27,7 +28,7 @@ for arg in "$@"; do
         -q) quiet=yes ;;
         list) echo "$SCENARIOS" | tr ' ' '\n'; exit 0 ;;
         all) wanted+=($SCENARIOS) ;;
-        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *)
             if [[ " $SCENARIOS " == *" $arg "* ]]; then
                 wanted+=("$arg")
@@ -50,15 +51,9 @@ build_installer
 build_base_rootfs
 log "prepared in $(( $(date +%s) - start_all )) s: kernel $KVER, installer sha256 $INSTALLER_SHA256"
 
-# run_scenario NAME: one VM boot with its servers, then its checks. Sets FAILS.
-run_scenario() {
-    SCENARIO=$1
-    RUN=$CACHE/runs/$SCENARIO
-    rm -rf "$RUN" && mkdir -p "$RUN"
-    scenario_defaults
-    "scenario_$SCENARIO"
-
-    # The stock image's root filesystem: the shared base plus this scenario's config.
+# build_stock_disks: the stock image's disk (the shared root filesystem plus this scenario's
+# config and settings) and the optional data volume, with their digests for the no-write check.
+build_stock_disks() {
     local rootdir=$RUN/rootfs
     cp -a "$CACHE/rootfs-base" "$rootdir"
     write_config "$RUN/config.yaml"
@@ -76,18 +71,32 @@ run_scenario() {
         printf 'a data volume: stage 1 must leave it alone\n' | dd of="$RUN/data.img" conv=notrunc status=none
         disk_digest "$RUN/data.img" >"$RUN/data.digest"
     fi
+}
+
+# run_scenario NAME: one VM boot with its servers, then its checks. Adds to FAILS and RESULTS.
+run_scenario() {
+    SCENARIO=$1
+    RUN=$CACHE/runs/$SCENARIO
+    rm -rf "$RUN" && mkdir -p "$RUN"
+    scenario_defaults
+    "scenario_$SCENARIO"
+    [ "$VM_BOOT" = disk ] && build_stock_disks
 
     PROBE_TOKEN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
     echo "probe-ok $PROBE_TOKEN" >"$CACHE/www/probe.txt"
     start_metadata "$PROVIDER"
     start_release
+    log "scenario $SCENARIO: provider $PROVIDER, metadata and release servers on 127.0.0.1:$METADATA_PORT/$RELEASE_PORT"
+    if [ -f "$RUN/config.yaml" ]; then
+        log "config:"
+        sed -n '2,$p' "$RUN/config.yaml" | sed 's/^/      /'
+    fi
 
-    log "scenario $SCENARIO: provider $PROVIDER, metadata and release servers on 127.0.0.1:$METADATA_PORT/$RELEASE_PORT; config:"
-    sed -n '2,$p' "$RUN/config.yaml" | sed 's/^/      /'
-    local start=$(date +%s)
+    local start before pid
+    start=$(date +%s)
     if [ "$quiet" = yes ]; then boot_vm >/dev/null; else boot_vm; fi
-    log "scenario $SCENARIO: VM ran $(( $(date +%s) - start )) s; checks:"
-    local before=$FAILS
+    log "scenario $SCENARIO: VM ran $(($(date +%s) - start)) s; checks:"
+    before=$FAILS
     "check_$SCENARIO"
     case $VM_STATUS in
         0) ;;
@@ -95,7 +104,6 @@ run_scenario() {
         *) fail "QEMU exited with status $VM_STATUS" ;;
     esac
 
-    local pid
     for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     _pids=()
     if [ "$FAILS" = "$before" ]; then
@@ -112,7 +120,7 @@ run_scenario() {
 RESULTS=()
 ran=0
 for name in "${wanted[@]}"; do
-    if ! blocker=$(scenario_blocker "$name"); then
+    if [ -z "${SIMCLOUD_GUEST_COMMAND:-}" ] && ! blocker=$(scenario_blocker "$name"); then
         log "scenario $name: SKIPPED: $blocker"
         RESULTS+=("SKIP $name: $blocker")
         continue
