@@ -109,9 +109,53 @@ pub struct InspectArgs {
 pub struct DetectArgs {
     #[command(flatten)]
     pub inspect: InspectArgs,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     /// Output format. [default: json when stdout is not a terminal, else text]
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+}
+
+/// How the cloud is identified and its metadata service read (shared by `detect`, `plan`, `run`).
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// Cloud provider: `auto` identifies it (DMI, then the metadata services); a name forces it:
+    /// aws, gcp, azure, hetzner, digitalocean, vultr, akamai, oracle, scaleway, openstack,
+    /// exoscale, upcloud, alibaba, nocloud, none. [default: auto]
+    #[arg(long, value_name = "NAME|auto", default_value = "auto", value_parser = parse_provider)]
+    pub provider: ProviderArg,
+    /// Testing and rehearsal only: send every metadata request to this URL instead, replacing
+    /// scheme, host and port (its path, if any, is prepended), e.g. a fake metadata server on
+    /// http://127.0.0.1:8080. [default: each provider's metadata IP]
+    #[arg(long, value_name = "URL")]
+    pub metadata_base: Option<reqwest::Url>,
+    /// Seconds the whole metadata phase may take, all retries included; 0 identifies the cloud
+    /// from local signals (DMI) only. [default: 120]
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub metadata_timeout: u64,
+}
+
+/// `--provider`: `None` is `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderArg(pub Option<crate::provider::ProviderKind>);
+
+fn parse_provider(s: &str) -> Result<ProviderArg, String> {
+    if s == "auto" {
+        return Ok(ProviderArg(None));
+    }
+    <crate::provider::ProviderKind as ValueEnum>::from_str(s, true)
+        .map(|k| ProviderArg(Some(k)))
+        .map_err(|_| format!("unknown provider {s:?}; expected auto or one of the names in --help"))
+}
+
+impl MetadataArgs {
+    pub fn probe_options(&self) -> crate::provider::ProbeOptions {
+        crate::provider::ProbeOptions {
+            provider: self.provider.0,
+            metadata_base: self.metadata_base.clone(),
+            timeout: std::time::Duration::from_secs(self.metadata_timeout),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

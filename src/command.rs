@@ -2,12 +2,15 @@
 
 use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand, HandoffCommand};
 use crate::host::{self, SysRoot};
-use crate::{config, output, Result};
+use crate::{config, output, provider, Result};
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Detect(args) => {
-            let facts = host::inspect(&SysRoot::new(&args.inspect.root))?;
+            let root = SysRoot::new(&args.inspect.root);
+            let mut facts = host::inspect(&root)?;
+            let cloud = provider::identify_blocking(&facts, &root, &args.metadata.probe_options())?;
+            facts.cloud = Some(cloud);
             output::print(&facts, output::resolve(args.format), || {
                 host::summary(&facts)
             })

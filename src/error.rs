@@ -39,6 +39,29 @@ pub enum Error {
     /// A bad combination of arguments that clap cannot see; exits like a clap error.
     #[error("{0}")]
     Usage(String),
+    /// A status the HTTP policy does not retry (a 4xx other than 404/408/429).
+    #[error("{method} {url}: the server answered HTTP {status}")]
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+    },
+    /// The overall deadline of a network operation ran out.
+    #[error("{what}: no answer within the {}s deadline", after.as_secs_f32())]
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
+    #[error("reading {url}: refusing a body larger than {limit} bytes")]
+    BodyTooLarge { url: String, limit: u64 },
+    /// A metadata service answered, but with something unusable; `reason` is stable
+    /// (`metadata-invalid`, `metadata-disabled`, `metadata-mismatch`).
+    #[error("reading {provider} metadata: {message}")]
+    Metadata {
+        provider: &'static str,
+        reason: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -59,6 +82,10 @@ impl Error {
             Self::Refused { guard, .. } => guard,
             Self::Guards { .. } => "guard-refused",
             Self::Usage(_) => "usage",
+            Self::Http { .. } => "http-status",
+            Self::Timeout { .. } => "timeout",
+            Self::BodyTooLarge { .. } => "body-too-large",
+            Self::Metadata { reason, .. } => reason,
             Self::Other(_) => "failure",
         }
     }

@@ -10,6 +10,7 @@ pub mod facts;
 pub mod generate;
 pub mod handoff;
 pub mod host;
+pub mod http;
 pub mod install;
 pub mod logging;
 pub mod output;

@@ -45,6 +45,28 @@ pub fn keep_valid(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<S
         .collect()
 }
 
+/// Keys from a metadata service, ready for `authorized_keys`: each checked by
+/// [`check_authorized_key`] (bad ones dropped and logged), options stripped, and a key whose
+/// material repeats an earlier one dropped (the first comment wins).
+pub fn normalise(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<String> {
+    let mut seen: Vec<ssh_key::public::KeyData> = Vec::new();
+    let mut out = Vec::new();
+    for key in keep_valid(keys, source) {
+        let Ok(entry) = Entry::from_str(&key) else {
+            continue;
+        };
+        let public = entry.public_key();
+        if seen.contains(public.key_data()) {
+            continue;
+        }
+        seen.push(public.key_data().clone());
+        if let Ok(line) = public.to_openssh() {
+            out.push(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +105,21 @@ mod tests {
     fn keep_valid_drops_only_the_bad_ones() {
         let kept = keep_valid([ED25519.to_string(), "junk".to_string()], "test");
         assert_eq!(kept, vec![ED25519.to_string()]);
+    }
+
+    #[test]
+    fn normalise_strips_options_and_drops_repeated_keys() {
+        let with_options = format!("command=\"echo a b\",no-pty {ED25519}");
+        let other_comment = ED25519.replace("me@laptop", "again");
+        let keys = normalise(
+            [
+                with_options,
+                other_comment,
+                "junk".to_string(),
+                ECDSA.to_string(),
+            ],
+            "test",
+        );
+        assert_eq!(keys, vec![ED25519.to_string(), ECDSA.to_string()]);
     }
 }

@@ -20,14 +20,14 @@ Usage:
                         key, Azure's base64 `compute.userData`, ...). Without it: no user-data
                         (404, or 204 on Hetzner, or the key left out).
     --subst FROM=TO     replace text in every served document (repeatable), e.g. to make the
-                        fixture MACs match a VM's NICs: --subst 96:00:01:aa:bb:01=52:54:00:12:34:56
+                        fixture MACs match a VM's NICs: --subst 96:00:03:ab:cd:ef=52:54:00:12:34:56
     --fault SPEC        inject a fault (repeatable): KIND[:COUNT][@PATH_SUBSTRING]
                         COUNT = how many matching requests get it (default: all of them);
                         @PATH_SUBSTRING limits it to requests whose path contains that text.
                         KINDs:
                           timeout             accept, read the request, never answer (--hang seconds)
                           reset               close the connection with a TCP reset
-                          500, 502, 503, 504, 408, 403, 410  answer with that status
+                          500, 502, 503, 504, 408, 403, 404, 410  answer with that status
                           429                 429 with `Retry-After: 1`
                           malformed           a truncated, garbled body
                           empty               200 with an empty body
@@ -266,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
         if denied:
             return self.send(*denied)
 
-        status_fault = st.fault_for(path, {"500", "502", "503", "504", "408", "403", "410", "429"})
+        status_fault = st.fault_for(path, {"500", "502", "503", "504", "408", "403", "404", "410", "429"})
         if status_fault == "429":
             return self.send(429, b"slow down\n", headers=[("Retry-After", "1")], fault="429")
         if status_fault:
@@ -440,6 +440,11 @@ def main():
         address_family = family
         daemon_threads = True
         allow_reuse_address = True
+
+        def handle_error(self, request, client_address):
+            # Clients that give up (timeouts, resets we caused) are expected here.
+            if not isinstance(sys.exc_info()[1], (ConnectionError, OSError)):
+                super().handle_error(request, client_address)
 
     server = Server((args.bind, args.port), Handler)
     port = server.server_address[1]
