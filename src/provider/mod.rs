@@ -215,7 +215,10 @@ pub async fn identify(facts: &Facts, root: &SysRoot, opts: &ProbeOptions) -> Res
             local.map(|d| d.evidence).unwrap_or_default(),
         ));
     }
-    if opts.timeout.is_zero() {
+    // A fixture tree (`--root`) is not this machine: its cloud's metadata service is not the one
+    // on this network, so only an explicit `--metadata-base` sends requests for it.
+    let fixture_without_base = !root.is_host() && opts.metadata_base.is_none();
+    if opts.timeout.is_zero() || fixture_without_base {
         let mut cloud = match local {
             Some(d) => CloudFacts::bare(d.kind, d.evidence),
             None => CloudFacts::bare(ProviderKind::None, vec!["dmi:no-match".into()]),
