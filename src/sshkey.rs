@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn normalise_strips_options_and_drops_repeated_keys() {
-        let with_options = format!("command=\"echo a b\",no-pty {ED25519}");
+        let with_options = format!("no-pty,from=\"10.0.0.0/8\" {ED25519}");
         let other_comment = ED25519.replace("me@laptop", "again");
         let keys = normalise(
             [
