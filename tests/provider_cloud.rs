@@ -26,10 +26,28 @@ struct Fake {
 impl Fake {
     fn start(provider: &str, extra: &[&str]) -> Self {
         let log = tempfile::NamedTempFile::new().unwrap();
+        // The host fixtures (tests/fixtures/hosts) and the metadata fixtures were written apart;
+        // align MACs and DMI-published instance ids the way a VM harness would.
+        let align: &[&str] = match provider {
+            "hetzner" => &[
+                "96:00:01:aa:bb:01=96:00:03:ab:cd:ef",
+                "instance-id: 41234567=instance-id: 51234567",
+            ],
+            "digitalocean" => &[
+                "301234567=412345678",
+                "7a:9e:a4:00:00:01=b2:1f:3a:4c:5d:6e",
+                "7a:9e:a4:00:00:02=c6:2e:4b:5d:6e:7f",
+            ],
+            "aws" => &["0a:1b:2c:3d:4e:01=0a:1b:2c:3d:4e:5f"],
+            "gcp" => &["42:01:0a:84:00:02=42:01:0a:80:00:05"],
+            _ => &[],
+        };
+        let align = align.iter().flat_map(|s| ["--subst", s]);
         let mut child = Command::new("python3")
             .arg(repo().join("tests/fakecloud/server.py"))
             .args(["--provider", provider, "--hang", "20", "--log"])
             .arg(log.path())
+            .args(align)
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()

@@ -19,8 +19,9 @@ Usage:
                         (`/latest/user-data`, `/hetzner/v1/userdata`, DigitalOcean's `user_data`
                         key, Azure's base64 `compute.userData`, ...). Without it: no user-data
                         (404, or 204 on Hetzner, or the key left out).
-    --subst FROM=TO     replace text in every served document (repeatable), e.g. to make the
-                        fixture MACs match a VM's NICs: --subst 96:00:03:ab:cd:ef=52:54:00:12:34:56
+    --subst FROM=TO     replace text in every served document, and TO by FROM in request paths
+                        (repeatable), e.g. to make the fixture MACs match a VM's NICs:
+                        --subst 96:00:01:aa:bb:01=52:54:00:12:34:56
     --fault SPEC        inject a fault (repeatable): KIND[:COUNT][@PATH_SUBSTRING]
                         COUNT = how many matching requests get it (default: all of them);
                         @PATH_SUBSTRING limits it to requests whose path contains that text.
@@ -240,6 +241,9 @@ class Handler(BaseHTTPRequestHandler):
         st = self.state
         url = urlsplit(self.path)
         path = url.path
+        # Substituted text may be part of a path (an EC2 MAC directory): map it back.
+        for a, b in st.substs:
+            path = path.replace(b, a)
         query = parse_qs(url.query)
         # Drain a request body, if any (token PUTs have none, PATCH may).
         length = int(self.headers.get("Content-Length") or 0)
