@@ -35,4 +35,6 @@ echo "60-arm64: arm64 guest assets ready in $(( $(date +%s) - start )) s ($env_f
 case $(file -b "$AARCH64_KEXEC") in *"ARM aarch64"*"statically linked"*) ok "static arm64 kexec built from Debian's kexec-tools" ;; *) bad "kexec is not a static arm64 binary" ;; esac
 case $(file -b "$AARCH64_IMAGE") in *"ARM64"*"boot executable Image"*) ok "the arm64 kernel is an uncompressed Image ($AARCH64_KVER)" ;; *) bad "the arm64 kernel is not an uncompressed Image" ;; esac
 
+if version=$("$AARCH64_QEMU_USER" "$bin" --version 2>&1); then ok "the aarch64 binary runs (qemu-user): $version"; else bad "the aarch64 binary does not run under qemu-user: $version"; fi
+
 [ "$fails" = 0 ] || { echo "60-arm64: $fails check(s) failed"; exit 1; }
