@@ -202,7 +202,7 @@ scenario_low-memory() { VM_MEMORY=768; }
 check_low-memory() {
     expect_exit 10 "refused by a guard"
     expect_i "the refusal names the memory guard and the 1 GiB needed" \
-        '^[^"]*memory.*(1 ?GiB|1073741824)|^[^"]*(1 ?GiB|1073741824).*memory'
+        '^[^"]*memory.*(1 ?GiB|1024 ?MiB|1073741824)|^[^"]*(1 ?GiB|1024 ?MiB|1073741824).*memory'
     expect_no_download
     expect_no_kexec
     expect_vm_exit
