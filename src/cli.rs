@@ -76,9 +76,11 @@ pub struct InstallArgs {
     /// a rehearsal never reboots. [default: /]
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// Where progress lines go besides the journal. [default: /dev/console]
-    #[arg(long, value_name = "PATH", default_value = "/dev/console")]
-    pub console: PathBuf,
+    /// Where progress lines go besides the journal; repeat for several. /dev/tty0 is the
+    /// screen that VNC consoles (Hetzner, DigitalOcean) show when the serial port is
+    /// /dev/console. [default: /dev/console /dev/tty0]
+    #[arg(long, value_name = "PATH", default_values = ["/dev/console", "/dev/tty0"])]
+    pub console: Vec<PathBuf>,
     /// The kernel log device for progress lines. [default: /dev/kmsg]
     #[arg(long, value_name = "PATH", default_value = "/dev/kmsg")]
     pub kmsg: PathBuf,

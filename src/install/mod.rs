@@ -49,7 +49,7 @@ pub struct Options {
     pub handoff: PathBuf,
     /// `/` in the installer; a rehearsal tree in tests (never reboots there).
     pub root: PathBuf,
-    pub console: PathBuf,
+    pub console: Vec<PathBuf>,
     pub kmsg: PathBuf,
     pub network_timeout: Duration,
     /// Leave the network as it is (rehearsals outside a network namespace).
@@ -81,11 +81,13 @@ pub fn run(opts: &Options) -> Result<()> {
     std::fs::create_dir_all(&work)
         .map_err(|e| Error::io(format!("creating {}", work.display()), e))?;
     let log = SharedLog::new(InstallLog::create(&work.join("install.log")));
-    let sinks: Vec<Box<dyn LineSink>> = vec![
-        Box::new(DeviceSink::console(&opts.console)),
-        Box::new(DeviceSink::kmsg(&opts.kmsg)),
-        Box::new(log.clone()),
-    ];
+    let mut sinks: Vec<Box<dyn LineSink>> = opts
+        .console
+        .iter()
+        .map(|c| Box::new(DeviceSink::console(c)) as Box<dyn LineSink>)
+        .collect();
+    sinks.push(Box::new(DeviceSink::kmsg(&opts.kmsg)));
+    sinks.push(Box::new(log.clone()));
     let mut reporter = Reporter::new(2, sinks);
 
     let handoff = match Handoff::read(&opts.handoff) {
@@ -392,6 +394,10 @@ impl Stage<'_> {
         trail::write(&mnt, &flake_dir, plan, log_path.as_deref()).map_err(|e| self.fail(e))?;
 
         let reboot = plan.reboot && !self.opts.rehearsal() && self.opts.stop_after.is_none();
+        if reboot {
+            self.begin("reboot", "rebooting into NixOS");
+        }
+        // The last event, so a webhook consumer can stop at `done`.
         self.reporter.event(
             "done",
             PHASES.len() as u32,
@@ -412,7 +418,6 @@ impl Stage<'_> {
             None,
         );
         if reboot {
-            self.begin("reboot", "rebooting into NixOS");
             return Ok(Some(tools));
         }
         Ok(None)
