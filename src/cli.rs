@@ -59,6 +59,9 @@ pub enum Command {
     /// Decide, without changing anything: the target disk, the flake, the installer, the
     /// handoff and every guard. Exits 0 when runnable, 10 when a guard refuses.
     Plan(PlanArgs),
+    /// Stage 1: plan, download and verify the installer, append the handoff to its initrd and
+    /// kexec into it. Under cloud-init it re-launches itself as the systemd unit `nixos-lift`.
+    Run(RunArgs),
     /// Inspect the handoff that stage 1 passes to the installer.
     #[command(subcommand)]
     Handoff(HandoffCommand),
@@ -241,4 +244,18 @@ pub struct PlanArgs {
     /// Output format. [default: json when stdout is not a terminal, else text]
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config file (YAML). Only its path is passed on when re-launching: it holds secrets.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Kexec again although /var/lib/nixos-lift/<instance-id>.kexec says this instance already
+    /// did (the installer fell back into this image).
+    #[arg(long)]
+    pub force: bool,
+    /// Stop before the kexec load: download, verify, unpack and build the new initrd only.
+    #[arg(long)]
+    pub rehearse: bool,
 }

@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plan(args) => crate::stage1::plan_command(args),
+        Command::Run(args) => crate::stage1::run_command(args),
         Command::Handoff(HandoffCommand::Check(args)) => crate::handoff::check::run(args),
         Command::UserData(args) => {
             let text = crate::userdata::build(&crate::userdata::Options {

@@ -30,6 +30,9 @@ pub enum Error {
         action: String,
         refusals: Vec<String>,
     },
+    /// A download whose sha256 is not the pinned one.
+    #[error("{0}")]
+    Verification(String),
     #[error("refusing to {action}: {guard}: {detail}")]
     Refused {
         action: String,
@@ -81,6 +84,7 @@ impl Error {
             Self::Config { .. } | Self::ConfigFile(_) => "config",
             Self::Refused { guard, .. } => guard,
             Self::Guards { .. } => "guard-refused",
+            Self::Verification(_) => "sha256-mismatch",
             Self::Usage(_) => "usage",
             Self::Http { .. } => "http-status",
             Self::Timeout { .. } => "timeout",

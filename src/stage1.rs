@@ -1,6 +1,8 @@
 //! Stage 1 in the stock image: `plan` (decide, side-effect free) and `run` (plan, fetch, hand off,
 //! kexec).
 
+use std::os::fd::AsRawFd;
+
 use crate::cli::PlanArgs;
 use crate::config::ValidConfig;
 use crate::facts::Facts;
@@ -93,4 +95,253 @@ pub fn plan_command(args: PlanArgs) -> Result<()> {
         Some(err) => Err(err),
         None => Ok(()),
     }
+}
+
+/// Where stage 1 works: RAM only.
+const WORK_DIR: &str = "/run/nixos-lift";
+/// The only file stage 1 writes on the root filesystem, right before the jump.
+const MARKER_DIR: &str = "/var/lib/nixos-lift";
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+/// Under cloud-init (an ancestor process or our cgroup says so).
+fn started_by_cloud_init() -> bool {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    if cgroup.contains("cloud-final") || cgroup.contains("cloud-init") {
+        return true;
+    }
+    let mut pid = std::process::id();
+    for _ in 0..16 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            break;
+        };
+        let Some(close) = stat.rfind(')') else { break };
+        let comm = stat
+            .find('(')
+            .map(|o| &stat[o + 1..close])
+            .unwrap_or_default();
+        if comm.starts_with("cloud-init") {
+            return true;
+        }
+        match stat[close + 2..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+        {
+            Some(ppid) if ppid > 1 => pid = ppid,
+            _ => break,
+        }
+    }
+    false
+}
+
+fn is_ram_fs(path: &std::path::Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .map(|s| {
+            // The field's C type differs between targets.
+            #[allow(clippy::unnecessary_cast)]
+            let t = s.filesystem_type().0 as i64;
+            t == TMPFS_MAGIC || t == RAMFS_MAGIC
+        })
+        .unwrap_or(false)
+}
+
+/// `nixos-lift run`.
+pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
+    let config_path = std::fs::canonicalize(&args.config)
+        .map_err(|e| Error::io(format!("reading {}", args.config.display()), e))?;
+    let config = ValidConfig::load(&config_path)?;
+    let systemd = std::path::Path::new("/run/systemd/system").is_dir();
+    if systemd && std::env::var_os("NIXOS_LIFT_DETACHED").is_none() && started_by_cloud_init() {
+        // Only the config path goes into argv: it holds the secrets, argv is world-readable.
+        let exe =
+            std::fs::read_link("/proc/self/exe").map_err(|e| Error::io("finding myself", e))?;
+        let mut cmd = std::process::Command::new("systemd-run");
+        cmd.args([
+            "--unit",
+            "nixos-lift",
+            "--collect",
+            "--setenv=NIXOS_LIFT_DETACHED=1",
+        ])
+        .arg("--property=StandardOutput=journal+console")
+        .arg(exe)
+        .arg("run")
+        .arg("--config")
+        .arg(&config_path);
+        if args.force {
+            cmd.arg("--force");
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| Error::io("running systemd-run", e))?;
+        if !status.success() {
+            return Err(Error::Other(format!(
+                "detaching with systemd-run: {status}"
+            )));
+        }
+        tracing::info!("continuing detached in unit nixos-lift: journalctl -u nixos-lift");
+        return Ok(());
+    }
+
+    let root = SysRoot::new("/");
+    std::fs::create_dir_all(WORK_DIR).map_err(|e| Error::io(format!("creating {WORK_DIR}"), e))?;
+    let lock = std::fs::File::create(format!("{WORK_DIR}/lock"))
+        .map_err(|e| Error::io("taking the run lock", e))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Error::Other(
+            "another nixos-lift run holds /run/nixos-lift/lock".into(),
+        ));
+    }
+
+    let (facts, mut plan) = make_plan(&root, &config)?;
+    if let Some(err) = refusal(&plan) {
+        return Err(err);
+    }
+    let id = plan
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| "unknown-instance".into());
+    let marker = std::path::Path::new(MARKER_DIR).join(format!("{id}.kexec"));
+    let attempts: u32 = std::fs::read_to_string(&marker)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("attempts=")?.trim().parse().ok())
+        })
+        .unwrap_or(0);
+    if attempts > 0 && !args.force {
+        return Err(Error::Refused {
+            action: "kexec".into(),
+            guard: "run-marker",
+            detail: format!(
+                "found {} (attempts={attempts}): this instance already kexec'd into the installer \
+                 and came back; needed no marker; way out: read the installer's console log, then \
+                 rerun with --force",
+                marker.display()
+            ),
+        });
+    }
+    let work = std::path::Path::new(WORK_DIR).join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| Error::io("creating the work directory", e))?;
+    if !is_ram_fs(&work) {
+        return Err(Error::Refused {
+            action: "download".into(),
+            guard: "ram-only",
+            detail: format!(
+                "{} is not tmpfs; needed RAM; way out: mount a tmpfs on /run",
+                work.display()
+            ),
+        });
+    }
+
+    let tarball = work.join("installer.tar.gz");
+    crate::fetch::download(
+        &plan.installer.url,
+        &tarball,
+        plan.installer.sha256.as_deref(),
+        crate::fetch::DEFAULT_MAX_BYTES,
+    )?;
+    let installer = crate::fetch::extract::extract(&tarball, &work)?;
+    let _ = std::fs::remove_file(&tarball);
+    crate::fetch::extract::check_kernel(&installer.kernel, &plan.arch)?;
+    tracing::info!(
+        layout = installer.layout,
+        "installer unpacked; kernel command line: {}",
+        installer.cmdline
+    );
+    plan.kernel_cmdline = Some(installer.cmdline.clone());
+
+    let payload = build_payload(&root, &config, facts, plan)?;
+    let initrd = work.join("initrd.lift");
+    let started = std::time::Instant::now();
+    let len = crate::handoff::payload::write_initrd(&installer.initrd, &payload, &initrd)?;
+    let _ = std::fs::remove_file(&installer.initrd);
+    tracing::info!(
+        bytes = len,
+        ms = started.elapsed().as_millis() as u64,
+        "handoff appended to a new initrd"
+    );
+
+    if args.rehearse {
+        tracing::info!(
+            "rehearsal: stopping before the kexec load; {} is ready",
+            initrd.display()
+        );
+        return Ok(());
+    }
+    let append = |record: &crate::handoff::payload::KexecRecord| -> Result<()> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&initrd)
+            .map_err(|e| Error::io("appending the kexec record", e))?;
+        crate::handoff::payload::write_kexec_override(record, file)
+    };
+    let method = crate::kexec::load(&installer, &initrd, &append)?;
+    tracing::info!(?method, "kexec loaded");
+    write_marker(&marker, attempts + 1)?;
+    crate::kexec::jump(facts_systemd())
+}
+
+fn facts_systemd() -> bool {
+    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+}
+
+fn write_marker(marker: &std::path::Path, attempts: u32) -> Result<()> {
+    let ctx = || format!("writing the run marker {}", marker.display());
+    std::fs::create_dir_all(MARKER_DIR).map_err(|e| Error::io(ctx(), e))?;
+    let tmp = marker.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx(), e))?;
+    use std::io::Write;
+    writeln!(f, "attempts={attempts}").map_err(|e| Error::io(ctx(), e))?;
+    f.sync_all().map_err(|e| Error::io(ctx(), e))?;
+    std::fs::rename(&tmp, marker).map_err(|e| Error::io(ctx(), e))?;
+    Ok(())
+}
+
+fn build_payload(
+    root: &SysRoot,
+    config: &ValidConfig,
+    facts: Facts,
+    plan: Plan,
+) -> Result<crate::handoff::payload::Payload> {
+    use crate::handoff::payload::{read_host_keys, KexecMethod, KexecRecord, Payload};
+    let secrets = crate::handoff::Secrets {
+        nix_access_tokens: config
+            .nix
+            .access_tokens
+            .iter()
+            .map(|(host, token)| (host.as_str().to_string(), token.expose().to_string()))
+            .collect(),
+        webhook_token: config
+            .report
+            .webhook_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+    };
+    let network = crate::handoff::NetworkHandoff {
+        observed: facts.network.clone(),
+        cloud: facts
+            .cloud
+            .as_ref()
+            .map(|c| c.network.clone())
+            .unwrap_or_default(),
+    };
+    Ok(Payload {
+        authorized_keys: plan.ssh_authorized_keys.clone(),
+        host_keys: read_host_keys(&root.join("/etc/ssh")),
+        machine_id: root
+            .read_string("/etc/machine-id")
+            .map(|s| s.trim().to_string()),
+        kexec: KexecRecord {
+            method: KexecMethod::KexecFileLoad,
+            fallback_reason: None,
+        },
+        agent: std::path::PathBuf::from("/proc/self/exe"),
+        plan,
+        facts,
+        network,
+        secrets,
+    })
 }

@@ -1,0 +1,189 @@
+//! Unpacking the verified installer tarball in one pass: the kernel, the initrd, the kernel
+//! parameters and the static `kexec`, from nixos-images' layout (`kexec/bzImage`,
+//! `kexec/initrd`, `kexec/run`, `kexec/kexec`) or nixos-lift's (`kexec/manifest.json`).
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use serde::Deserialize;
+
+use crate::handoff::MANIFEST_FILE;
+use crate::{Error, Result};
+
+/// `kexec/manifest.json` in nixos-lift's own installer tarball.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u32,
+    pub kernel: String,
+    pub initrd: String,
+    pub kernel_params: String,
+    #[serde(default)]
+    pub kexec: Option<String>,
+}
+
+/// The unpacked installer, all paths inside the work directory.
+#[derive(Debug, Clone)]
+pub struct Installer {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    /// The tarball's static kexec-tools, when it has one (fallback to `kexec_load`).
+    pub kexec_tool: Option<PathBuf>,
+    pub layout: &'static str,
+}
+
+/// Extracts every regular file under `kexec/` of `tarball` into `dir` and resolves the layout.
+pub fn extract(tarball: &Path, dir: &Path) -> Result<Installer> {
+    let ctx = || format!("unpacking {}", tarball.display());
+    let file = File::open(tarball).map_err(|e| Error::io(ctx(), e))?;
+    let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, file)));
+    let entries = archive.entries().map_err(|e| Error::io(ctx(), e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::io(ctx(), e))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path().map_err(|e| Error::io(ctx(), e))?.into_owned();
+        let Some(rel) = clean(&path) else { continue };
+        if !rel.starts_with("kexec") {
+            continue;
+        }
+        let out = dir.join(&rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(ctx(), e))?;
+        }
+        let mut dest = File::create(&out).map_err(|e| Error::io(ctx(), e))?;
+        std::io::copy(&mut entry, &mut dest).map_err(|e| Error::io(ctx(), e))?;
+    }
+    resolve(dir)
+}
+
+/// A relative path without `..`, `.` or root; `None` for anything else.
+fn clean(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+fn resolve(dir: &Path) -> Result<Installer> {
+    let missing = |what: &str| {
+        Error::Other(format!(
+            "unpacking the installer: {what} is missing; expected nixos-images' kexec/ layout or \
+             kexec/manifest.json"
+        ))
+    };
+    let inside = |rel: &str| -> Result<PathBuf> {
+        let rel = clean(Path::new(rel)).ok_or_else(|| missing(rel))?;
+        let path = dir.join(rel);
+        path.is_file()
+            .then_some(path.clone())
+            .ok_or_else(|| missing(&path.display().to_string()))
+    };
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let installer = if manifest_path.is_file() {
+        let text =
+            std::fs::read(&manifest_path).map_err(|e| Error::io("reading the manifest", e))?;
+        let m: Manifest = serde_json::from_slice(&text)
+            .map_err(|e| Error::Other(format!("reading {MANIFEST_FILE}: {e}")))?;
+        if m.version != 1 {
+            return Err(Error::Other(format!(
+                "{MANIFEST_FILE}: version {} (this agent reads 1)",
+                m.version
+            )));
+        }
+        Installer {
+            kernel: inside(&m.kernel)?,
+            initrd: inside(&m.initrd)?,
+            cmdline: m.kernel_params.trim().to_string(),
+            kexec_tool: m.kexec.as_deref().map(inside).transpose()?,
+            layout: "nixos-lift manifest",
+        }
+    } else {
+        let run = std::fs::read_to_string(inside("kexec/run")?)
+            .map_err(|e| Error::io("reading kexec/run", e))?;
+        let cmdline = cmdline_from_run(&run).ok_or_else(|| missing("init= in kexec/run"))?;
+        Installer {
+            kernel: inside("kexec/bzImage")?,
+            initrd: inside("kexec/initrd")?,
+            cmdline,
+            kexec_tool: inside("kexec/kexec").ok(),
+            layout: "nixos-images",
+        }
+    };
+    Ok(installer)
+}
+
+/// The kernel command line in nixos-images' `kexec/run`: the quoted string starting `init=`.
+pub fn cmdline_from_run(script: &str) -> Option<String> {
+    let start = script.find("init=")?;
+    let quote = script[..start]
+        .chars()
+        .next_back()
+        .filter(|c| *c == '"' || *c == '\'');
+    let rest = &script[start..];
+    let end = match quote {
+        Some(q) => rest.find(q)?,
+        None => rest.find(['\n', ' ', '\t']).unwrap_or(rest.len()),
+    };
+    let line = rest[..end].trim().to_string();
+    (line.len() > "init=".len()).then_some(line)
+}
+
+/// An arm64 kernel must be an uncompressed `Image`: the magic `ARM\x64` at 0x38.
+pub fn check_kernel(kernel: &Path, arch: &str) -> Result<()> {
+    let mut head = [0u8; 64];
+    let mut f = File::open(kernel).map_err(|e| Error::io("reading the installer kernel", e))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| Error::io("reading the installer kernel", e))?;
+    if arch == "aarch64" {
+        if head[..2] == [0x1f, 0x8b] {
+            return Err(Error::Other(
+                "the installer's arm64 kernel is gzip-compressed; kexec needs the uncompressed \
+                 Image (build the installer with the Image, not Image.gz)"
+                    .into(),
+            ));
+        }
+        if n < 64 || &head[0x38..0x3c] != b"ARM\x64" {
+            return Err(Error::Other(
+                "the installer kernel is not an arm64 Image".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_script_params() {
+        let script = "#!/bin/sh\nset -eux\n\"$SCRIPT_DIR\"/kexec --load \"$SCRIPT_DIR\"/bzImage \\\n  --initrd=\"$INITRD_TMP/initrd\" --no-checks \\\n  --command-line \"init=/nix/store/abc-nixos-system/init nouveau.modeset=0 console=tty0 console=ttyS0,115200 root=fstab loglevel=4\"\n";
+        assert_eq!(
+            cmdline_from_run(script).as_deref(),
+            Some("init=/nix/store/abc-nixos-system/init nouveau.modeset=0 console=tty0 console=ttyS0,115200 root=fstab loglevel=4")
+        );
+        assert_eq!(cmdline_from_run("no init here"), None);
+    }
+
+    #[test]
+    fn paths_stay_inside() {
+        assert_eq!(
+            clean(Path::new("./kexec/initrd")),
+            Some(PathBuf::from("kexec/initrd"))
+        );
+        assert_eq!(clean(Path::new("../etc/passwd")), None);
+        assert_eq!(clean(Path::new("/etc/passwd")), None);
+    }
+}
