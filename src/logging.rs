@@ -1,5 +1,6 @@
 //! Logging: to journald when its socket exists, else to stderr.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
@@ -28,14 +29,20 @@ pub fn init(args: &GlobalArgs) {
         .exists()
         .then(tracing_journald::layer)
         .and_then(Result::ok);
-    let stderr = match (journald.is_some(), args.log_format) {
-        // When journald takes the log, stderr stays for a human watching a terminal.
-        (_, LogFormat::Json) => fmt::layer().json().with_writer(std::io::stderr).boxed(),
-        (_, LogFormat::Text) => fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .without_time()
-            .boxed(),
+    // Under a systemd unit stderr already goes to the journal; writing both would log twice.
+    let stderr_is_journal = journald.is_some() && std::env::var_os("JOURNAL_STREAM").is_some();
+    let ansi = std::io::stderr().is_terminal();
+    let stderr = match args.log_format {
+        _ if stderr_is_journal => None,
+        LogFormat::Json => Some(fmt::layer().json().with_writer(std::io::stderr).boxed()),
+        LogFormat::Text => Some(
+            fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_target(false)
+                .without_time()
+                .boxed(),
+        ),
     };
     let _ = tracing_subscriber::registry()
         .with(filter)
