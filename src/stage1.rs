@@ -54,7 +54,14 @@ pub fn gather_env(root: &SysRoot) -> PlanEnv {
 
 /// Facts (host + cloud) and the plan for them.
 pub fn make_plan(root: &SysRoot, config: &ValidConfig) -> Result<(Facts, Plan)> {
-    let facts = host::inspect(root)?;
+    let mut facts = host::inspect(root)?;
+    // Fixture roots get DMI-only identification (provider::identify sends no requests for them).
+    let probe = crate::provider::ProbeOptions {
+        provider: None,
+        metadata_base: None,
+        timeout: std::time::Duration::from_secs(120),
+    };
+    facts.cloud = Some(crate::provider::identify_blocking(&facts, root, &probe)?);
     let env = gather_env(root);
     let plan = plan_install(&facts, config, &env);
     for disk in &plan.other_disks {
