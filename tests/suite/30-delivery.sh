@@ -6,20 +6,18 @@
 # SAFETY: this runs as root on a real machine. The "agent" served here is
 # tests/doubles/agent-recorder.sh, never nixos-lift itself, and every script runs in a private
 # mount namespace whose /etc and /usr/local are overlays, so the host's files are untouched.
-# ok and fail always succeed, so `cond && ok || fail` below is a plain if-then-else; the
-# single-quoted `sh -c` scripts expand their own positional parameters.
+# ok and fail (tests/delivery/lib.sh) always succeed, so `cond && ok || fail` is a plain
+# if-then-else; the single-quoted `sh -c` scripts expand their own positional parameters.
 # shellcheck disable=SC2015,SC2016
 set -euo pipefail
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "$0")/../lib/common.sh"
+# shellcheck source=tests/delivery/lib.sh
+source "$REPO_ROOT/tests/delivery/lib.sh"
 cd "$REPO_ROOT"
 
 # --- tools -------------------------------------------------------------------------------
-if ! dpkg-query -W -f='${Status}' cloud-init 2>/dev/null | grep -q "install ok installed"; then
-    need_apt cloud-init
-    # Only the validator is wanted: keep cloud-init from running when this machine next boots.
-    touch /etc/cloud/cloud-init.disabled
-fi
+need_cloud_init
 need_apt shellcheck python3-venv python3-yaml curl util-linux
 hcl_venv=${XDG_CACHE_HOME:-$HOME/.cache}/nixos-lift/hcl2-venv
 if ! "$hcl_venv/bin/python" -c 'import hcl2' 2>/dev/null; then
@@ -40,19 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failures=0
-ok() { echo "ok - $*"; }
-fail() {
-    echo "FAIL - $*"
-    failures=$((failures + 1))
-}
-# expect_rc WANT DESCRIPTION CMD...: the command's exit code must be WANT.
-expect_rc() {
-    local want=$1 what=$2 rc=0
-    shift 2
-    "$@" || rc=$?
-    if [ "$rc" -eq "$want" ]; then ok "$what"; else fail "$what (exit $rc, wanted $want)"; fi
-}
 schema() { cloud-init schema --config-file "$1" >"$work/schema.log" 2>&1; }
 
 # --- sample inputs -----------------------------------------------------------------------
@@ -150,7 +135,7 @@ done < <(find cloud-init -name '*.tf' | sort)
 /usr/bin/python3 "$helper" runcmd-script "$work/ud.yaml" >"$work/boot.sh"
 expect_rc 0 "shellcheck: install.sh, the user-data boot script, the agent double, packaging scripts" \
     shellcheck -s sh packaging/install.sh "$work/boot.sh" tests/doubles/agent-recorder.sh
-for script in packaging/*.sh tests/suite/30-delivery.sh; do
+for script in packaging/*.sh tests/suite/30-delivery.sh tests/suite/31-release.sh tests/delivery/lib.sh; do
     [ "$script" = packaging/install.sh ] && continue
     expect_rc 0 "shellcheck $script" shellcheck -x "$script"
 done
@@ -259,5 +244,4 @@ setpriv --reuid=65534 --regid=65534 --clear-groups sh packaging/install.sh --fla
 grep -q '"GET /nixos-lift-x86_64-linux' "$work/http.log" && ok "the agent came from the loopback server" ||
     fail "no agent download in the server log"
 
-echo "delivery: $failures failure(s)"
-[ "$failures" -eq 0 ]
+finish delivery
