@@ -2,7 +2,8 @@
 # nixos-lift installer: the `curl | sh` path, for a VM you are already logged in to.
 #
 #   curl -fsSL https://github.com/nixos-lift/nixos-lift/releases/download/vX.Y.Z/install.sh \
-#     | sudo sh -s -- --flake github:me/hosts#web [--disk auto]
+#     | sudo sh -s -- --flake github:me/hosts#web --installer-url URL --installer-sha256 HEX \
+#       [--disk auto]
 #
 # It downloads the static agent for this machine's architecture, checks its sha256, writes
 # /etc/nixos-lift/config.yaml (mode 0600) and runs `nixos-lift run`, which takes the machine
@@ -25,16 +26,18 @@ die() {
 }
 usage() {
     cat <<'USAGE'
-usage: install.sh --flake REF [--disk DISK] [options]
+usage: install.sh --flake REF --installer-url URL --installer-sha256 HEX [--disk DISK] [options]
        install.sh --config FILE [options]
 
-  --flake REF          flake reference with attribute, e.g. github:me/hosts#web
-  --disk DISK          target disk: auto (the root disk, the default), /dev/disk/by-id/...
-  --config FILE        use this nixos-lift config instead of writing one from --flake/--disk
-                       (needed for private flakes: keep tokens in a file, not on the command line)
-  --agent-url URL      where to download the agent; {arch} becomes `uname -m`
-  --agent-sha256 HEX   the agent's sha256 for this architecture (from the release's SHA256SUMS)
-  -h, --help           show this help
+  --flake REF             flake reference with attribute, e.g. github:me/hosts#web
+  --installer-url URL     the NixOS installer tarball stage 1 kexecs into ({arch} allowed)
+  --installer-sha256 HEX  its sha256 for this machine's architecture
+  --disk DISK             target disk: auto (the root disk, the default), /dev/disk/by-id/...
+  --config FILE           use this nixos-lift config instead of writing one from the options
+                          above (needed for private flakes: keep tokens in a file, not in argv)
+  --agent-url URL         where to download the agent; {arch} becomes `uname -m`
+  --agent-sha256 HEX      the agent's sha256 for this architecture (release's SHA256SUMS)
+  -h, --help              show this help
 
 Runs `nixos-lift run --config /etc/nixos-lift/config.yaml`, which replaces this machine's
 operating system. Needs root.
@@ -43,15 +46,19 @@ USAGE
 
 flake=""
 disk=""
+installer_url=""
+installer_sha256=""
 config_src=""
 sha256=""
 while [ $# -gt 0 ]; do
     case "$1" in
-    --flake | --disk | --config | --agent-url | --agent-sha256)
+    --flake | --disk | --installer-url | --installer-sha256 | --config | --agent-url | --agent-sha256)
         [ $# -ge 2 ] || die "$1 needs a value (see --help)"
         case "$1" in
         --flake) flake=$2 ;;
         --disk) disk=$2 ;;
+        --installer-url) installer_url=$2 ;;
+        --installer-sha256) installer_sha256=$2 ;;
         --config) config_src=$2 ;;
         --agent-url) AGENT_URL=$2 ;;
         --agent-sha256) sha256=$2 ;;
@@ -66,14 +73,18 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-case "$flake$disk" in
-*[[:cntrl:]]*) die "--flake and --disk must not contain control characters" ;;
+options="$flake$disk$installer_url$installer_sha256"
+case "$options" in
+*[[:cntrl:]]*) die "--flake, --disk and --installer-* must not contain control characters" ;;
 esac
 if [ -n "$config_src" ]; then
-    [ -z "$flake$disk" ] || die "--config and --flake/--disk exclude each other: put flake and disk in the config file"
+    [ -z "$options" ] || die "--config excludes --flake, --disk and --installer-*: put them in the config file"
     [ -r "$config_src" ] || die "cannot read config file $config_src"
 else
     [ -n "$flake" ] || die "--flake is required (or --config FILE); see --help"
+    if [ -z "$installer_url" ] || [ -z "$installer_sha256" ]; then
+        die "--installer-url and --installer-sha256 are required with --flake; see --help"
+    fi
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -127,8 +138,13 @@ else
     quote() { printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"; }
     {
         echo "# Written by install.sh; see the README's config reference."
+        echo "version: 1"
         echo "flake: $(quote "$flake")"
         [ -z "$disk" ] || echo "disk: $(quote "$disk")"
+        echo "installer:"
+        echo "  url: $(quote "$installer_url")"
+        echo "  sha256:"
+        echo "    $arch: $(quote "$installer_sha256")"
     } >"$CONFIG.tmp"
 fi
 chmod 0600 "$CONFIG.tmp"

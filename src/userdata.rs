@@ -291,22 +291,12 @@ fn gzip_base64(text: &str) -> Result<(usize, String)> {
     ))
 }
 
-/// Reads the config file. It must be a YAML mapping; the full schema check is `config check`.
+/// Reads the config file after the same check `config check` makes: a config the agent would
+/// reject is refused here, before it is baked into a VM.
 fn read_config(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
-    match serde_yaml::from_str::<serde_yaml::Value>(&text) {
-        Ok(serde_yaml::Value::Mapping(_)) => Ok(text),
-        Ok(_) => Err(Error::Config {
-            path: path.to_owned(),
-            message: "expected a YAML mapping of config keys".into(),
-        }),
-        // serde_yaml's message names line and column, never the offending value.
-        Err(e) => Err(Error::Config {
-            path: path.to_owned(),
-            message: format!("parsing YAML: {e}"),
-        }),
-    }
+    crate::config::Config::load(path)?.validate()?;
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading config {}", path.display()), e))
 }
 
 /// Options of `nixos-lift user-data`, already parsed by clap.

@@ -44,8 +44,14 @@ schema() { cloud-init schema --config-file "$1" >"$work/schema.log" 2>&1; }
 secret="s3cret-token-$RANDOM$RANDOM"
 cat >"$work/config.yaml" <<EOF
 # sample config for the delivery tests
+version: 1
 flake: "github:example/hosts#web-{arch}"
 disk: auto
+installer:
+  url: https://releases.example.org/nixos-lift-installer-{arch}.tar.gz
+  sha256:
+    x86_64: $(printf '%064d' 3)
+    aarch64: $(printf '%064d' 4)
 report:
   webhook_url: https://hooks.example.org/nixos-lift
   webhook_token: "$secret"
@@ -90,6 +96,9 @@ for provider in aws gcp azure hetzner digitalocean vultr oracle; do
     userdata --provider "$provider" >"$work/ud-$provider.yaml" 2>"$work/ud-$provider.err"
     expect_rc 0 "user-data --provider $provider passes cloud-init schema" schema "$work/ud-$provider.yaml"
 done
+"$bin" user-data --config cloud-init/nixos-lift.example.yaml --agent-sha256 "x86_64=$sum_x86" \
+    >"$work/example.yaml" 2>/dev/null
+expect_rc 0 "user-data from the shipped example config passes cloud-init schema" schema "$work/example.yaml"
 for provider in aws azure gcp oracle; do
     userdata --provider "$provider" --gzip-base64 >"$work/gz-$provider.b64"
     base64 -d "$work/gz-$provider.b64" | gunzip >"$work/gz-$provider.yaml"
@@ -209,36 +218,38 @@ install_sh() {
 }
 expect_rc 0 "curl | sh install.sh with the right sha256 runs the agent" \
     install_sh inst-good --flake 'github:example/hosts#web' --disk /dev/disk/by-id/virtio-root \
+    --installer-url "$base/installer-{arch}.tar.gz" --installer-sha256 "$(printf '%064d' 5)" \
     --agent-url "$base/nixos-lift-{arch}-linux" --agent-sha256 "$good"
 rec=$(recorded inst-good)
 [ "$(head -1 <<<"$rec")" = "argv: run --config /etc/nixos-lift/config.yaml" ] &&
     ok "install.sh hands the agent: run --config /etc/nixos-lift/config.yaml" || fail "agent argv: $rec"
 grep -qx 'flake: "github:example/hosts#web"' <<<"$rec" && grep -qx 'disk: "/dev/disk/by-id/virtio-root"' <<<"$rec" &&
+    grep -qx "  url: \"$base/installer-{arch}.tar.gz\"" <<<"$rec" &&
     grep -qx "config-mode: 600" <<<"$rec" &&
     ok "install.sh writes flake and disk into a mode 0600 config" || fail "install.sh config: $rec"
 sed '1,/^config:$/d' <<<"$rec" >"$work/inst-config.yaml"
 if "$bin" config check "$work/inst-config.yaml" >"$work/check.log" 2>&1; then
     ok "install.sh's config passes nixos-lift config check"
-elif grep -q "not implemented yet" "$work/check.log"; then
-    echo "skip - config check is not implemented yet; install.sh's config not schema-checked"
 else
     fail "install.sh's config fails config check: $(cat "$work/check.log")"
 fi
 
 expect_rc 1 "install.sh with a wrong sha256 fails" \
     install_sh inst-wrong --flake 'github:example/hosts#web' --agent-url "$base/nixos-lift-{arch}-linux" \
+    --installer-url "$base/i.tar.gz" --installer-sha256 "$(printf '%064d' 5)" \
     --agent-sha256 "$wrong"
 grep -q "refusing to run the agent: sha256 mismatch" "$work/inst-wrong.err" && [ -z "$(recorded inst-wrong)" ] &&
     ! installed inst-wrong && ok "install.sh wrong sha256: clear message, nothing run or installed" ||
     fail "install.sh wrong sha256: $(cat "$work/inst-wrong.err")"
 
-expect_rc 1 "install.sh without a pin fails" install_sh inst-nopin --flake x#y --agent-url "$base/nixos-lift-{arch}-linux"
+expect_rc 1 "install.sh without a pin fails" install_sh inst-nopin --flake x#y \
+    --installer-url "$base/i.tar.gz" --installer-sha256 "$(printf '%064d' 5)" --agent-url "$base/nixos-lift-{arch}-linux"
 grep -q "no sha256 pinned for x86_64" "$work/inst-nopin.err" && ok "install.sh without a pin says how to pin" ||
     fail "install.sh no pin: $(cat "$work/inst-nopin.err")"
 
 nobody_rc=0
 setpriv --reuid=65534 --regid=65534 --clear-groups sh packaging/install.sh --flake x#y \
-    --agent-sha256 "$good" 2>"$work/nonroot.err" || nobody_rc=$?
+    --installer-url "$base/i.tar.gz" --installer-sha256 "$(printf '%064d' 5)" --agent-sha256 "$good" 2>"$work/nonroot.err" || nobody_rc=$?
 [ "$nobody_rc" -eq 1 ] && grep -q "refusing to run: root is required" "$work/nonroot.err" &&
     ok "install.sh refuses without root, clearly" || fail "non-root: exit $nobody_rc $(cat "$work/nonroot.err")"
 grep -q '"GET /nixos-lift-x86_64-linux' "$work/http.log" && ok "the agent came from the loopback server" ||
