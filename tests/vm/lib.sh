@@ -174,7 +174,7 @@ fixture_params() { echo "console=ttyS0,115200 panic=-1 quiet nixos_lift.fixture=
 # The part of the stock image's root filesystem every scenario shares.
 build_base_rootfs() {
     local dir=$CACHE/rootfs-base
-    rm -rf "$dir" && mkdir -p "$dir"/{proc,sys,dev,run,tmp,root/.ssh,etc/nixos-lift,etc/ssl/certs,usr/local/bin,var/lib}
+    rm -rf "$dir" && mkdir -p "$dir"/{proc,sys,dev,run,tmp,root/.ssh,etc/nixos-lift,etc/ssl/certs,usr/local/bin,var/lib/nixos-lift}
     add_busybox "$dir"
     for d in sbin usr/bin usr/sbin; do mkdir -p "$dir/$d"; done
     cp "$VM_SRC/guest/init" "$dir/sbin/init"
