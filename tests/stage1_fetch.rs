@@ -58,7 +58,7 @@ fn nixos_images_layout() {
 #[test]
 fn manifest_layout() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = br#"{"version":1,"kernel":"kexec/Image","initrd":"kexec/initrd.zst","kernel_params":"init=/nix/store/y/init console=ttyS0,115200"}"#;
+    let manifest = br#"{"version":1,"kernel":"kexec/Image","initrd":"kexec/initrd.zst","init":"/nix/store/y/init","kernel_params":["console=ttyS0,115200"],"cmdline":"init=/nix/store/y/init console=ttyS0,115200"}"#;
     let tb = tarball(
         dir.path(),
         &[

@@ -12,14 +12,16 @@ use serde::Deserialize;
 use crate::handoff::MANIFEST_FILE;
 use crate::{Error, Result};
 
-/// `kexec/manifest.json` in nixos-lift's own installer tarball.
+/// `kexec/manifest.json` in nixos-lift's own installer tarball, as `nix/installer` writes it.
+/// Only the fields stage 1 needs are read; the build also records informational ones
+/// (`name`, `system`, `init`, `kernel_params` as a list, ...), which a newer installer may extend.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub version: u32,
     pub kernel: String,
     pub initrd: String,
-    pub kernel_params: String,
+    /// The whole kernel command line, `init=` included.
+    pub cmdline: String,
     #[serde(default)]
     pub kexec: Option<String>,
 }
@@ -103,7 +105,7 @@ fn resolve(dir: &Path) -> Result<Installer> {
         Installer {
             kernel: inside(&m.kernel)?,
             initrd: inside(&m.initrd)?,
-            cmdline: m.kernel_params.trim().to_string(),
+            cmdline: m.cmdline.trim().to_string(),
             kexec_tool: m.kexec.as_deref().map(inside).transpose()?,
             layout: "nixos-lift manifest",
         }
