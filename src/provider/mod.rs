@@ -388,6 +388,27 @@ impl Ctx<'_> {
         Ok(body)
     }
 
+    /// Probing a provider whose metadata is one document: it answers and the document parses.
+    pub async fn probe_document(
+        &self,
+        url: &str,
+        parse: fn(&[u8]) -> Result<Metadata>,
+    ) -> Result<bool> {
+        Ok(match self.fetch(&Request::get(self.url(url)?)).await? {
+            Some(b) => parse(&b.bytes).is_ok(),
+            None => false,
+        })
+    }
+
+    /// Reading a provider whose metadata is one document that must exist.
+    pub async fn fetch_document(
+        &self,
+        url: &str,
+        parse: fn(&[u8]) -> Result<Metadata>,
+    ) -> Result<Metadata> {
+        parse(&self.required(&Request::get(self.url(url)?)).await?.bytes)
+    }
+
     /// A document that must exist: 404 means this provider's service is not there.
     pub async fn required(&self, req: &Request) -> Result<Body> {
         self.fetch(req).await?.ok_or_else(|| Error::Metadata {

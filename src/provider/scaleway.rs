@@ -4,20 +4,16 @@
 use serde::Deserialize;
 
 use super::{netcfg, non_empty, CloudInterface, Ctx, Metadata, ProviderKind};
-use crate::http::Request;
 use crate::Result;
 
 const URL: &str = "http://169.254.42.42/conf?format=json";
 
 pub(crate) async fn probe(ctx: &Ctx<'_>) -> Result<bool> {
-    Ok(match ctx.fetch(&Request::get(ctx.url(URL)?)).await? {
-        Some(b) => parse(&b.bytes).is_ok(),
-        None => false,
-    })
+    ctx.probe_document(URL, parse).await
 }
 
 pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<Metadata> {
-    let mut meta = parse(&ctx.required(&Request::get(ctx.url(URL)?)).await?.bytes)?;
+    let mut meta = ctx.fetch_document(URL, parse).await?;
     meta.notes
         .push("user-data-not-checked: Scaleway serves it only to privileged source ports".into());
     Ok(meta)

@@ -3,20 +3,16 @@
 use serde::Deserialize;
 
 use super::{netcfg, non_empty, CloudInterface, Ctx, Metadata, ProviderKind};
-use crate::http::Request;
 use crate::Result;
 
 const URL: &str = "http://169.254.169.254/metadata/v1.json";
 
 pub(crate) async fn probe(ctx: &Ctx<'_>) -> Result<bool> {
-    Ok(match ctx.fetch(&Request::get(ctx.url(URL)?)).await? {
-        Some(b) => parse(&b.bytes).is_ok(),
-        None => false,
-    })
+    ctx.probe_document(URL, parse).await
 }
 
 pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<Metadata> {
-    parse(&ctx.required(&Request::get(ctx.url(URL)?)).await?.bytes)
+    ctx.fetch_document(URL, parse).await
 }
 
 #[derive(Deserialize)]
