@@ -1,4 +1,4 @@
-# Shared by the delivery suites (30-delivery, 31-release). Source after tests/lib/common.sh.
+# Shared by the delivery suites (30-delivery). Source after tests/lib/common.sh.
 # ok and fail always succeed, so `cond && ok ... || fail ...` is a plain if-then-else.
 # shellcheck shell=bash
 
