@@ -327,14 +327,7 @@ fn build_payload(
             .as_ref()
             .map(|t| t.expose().to_string()),
     };
-    let network = crate::handoff::NetworkHandoff {
-        observed: facts.network.clone(),
-        cloud: facts
-            .cloud
-            .as_ref()
-            .map(|c| c.network.clone())
-            .unwrap_or_default(),
-    };
+    let network = crate::handoff::NetworkHandoff::from_facts(&facts);
     Ok(Payload {
         authorized_keys: plan.ssh_authorized_keys.clone(),
         host_keys: read_host_keys(&root.join("/etc/ssh")),

@@ -58,6 +58,20 @@ pub struct NetworkHandoff {
     pub cloud: Vec<crate::provider::CloudInterface>,
 }
 
+impl NetworkHandoff {
+    /// The network as the facts describe it: what the host had, plus the cloud's static config.
+    pub fn from_facts(facts: &crate::facts::Facts) -> Self {
+        Self {
+            observed: facts.network.clone(),
+            cloud: facts
+                .cloud
+                .as_ref()
+                .map(|c| c.network.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// `secrets.json` (mode 0600): the only handoff file with secrets. Never logged.
 #[derive(Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

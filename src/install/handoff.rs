@@ -47,14 +47,8 @@ impl Handoff {
         if facts.version != FACTS_VERSION {
             return Err(version_refusal(FACTS_FILE, facts.version, FACTS_VERSION));
         }
-        let network = read_optional(&dir.join(NETWORK_FILE))?.unwrap_or_else(|| NetworkHandoff {
-            observed: facts.network.clone(),
-            cloud: facts
-                .cloud
-                .as_ref()
-                .map(|c| c.network.clone())
-                .unwrap_or_default(),
-        });
+        let network = read_optional(&dir.join(NETWORK_FILE))?
+            .unwrap_or_else(|| NetworkHandoff::from_facts(&facts));
         let secrets = read_optional(&dir.join(SECRETS_FILE))?.unwrap_or_default();
         let file_keys = match std::fs::read_to_string(dir.join(AUTHORIZED_KEYS_FILE)) {
             Ok(text) => text,
