@@ -62,6 +62,11 @@ pub enum Command {
     /// Stage 1: plan, download and verify the installer, append the handoff to its initrd and
     /// kexec into it. Under cloud-init it re-launches itself as the systemd unit `nixos-lift`.
     Run(RunArgs),
+    /// Download, verify and unpack an installer tarball exactly as `run` does, into a new
+    /// directory, with no plan and no kexec: check an installer URL and its pin (and a
+    /// self-built installer's layout) before deploying. Prints the layout, the kernel command
+    /// line and the files.
+    FetchInstaller(FetchInstallerArgs),
     /// Inspect the handoff that stage 1 passes to the installer.
     #[command(subcommand)]
     Handoff(HandoffCommand),
@@ -154,6 +159,19 @@ fn parse_provider(s: &str) -> Result<ProviderArg, String> {
 }
 
 impl MetadataArgs {
+    /// The same options as arguments, for re-launching the command (`run` under systemd-run).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--provider".to_string(),
+            self.provider.0.map_or("auto", |k| k.as_str()).to_string(),
+            format!("--metadata-timeout={}", self.metadata_timeout),
+        ];
+        if let Some(base) = &self.metadata_base {
+            args.push(format!("--metadata-base={base}"));
+        }
+        args
+    }
+
     pub fn probe_options(&self) -> crate::provider::ProbeOptions {
         crate::provider::ProbeOptions {
             provider: self.provider.0,
@@ -241,9 +259,37 @@ pub struct PlanArgs {
     pub config: PathBuf,
     #[command(flatten)]
     pub inspect: InspectArgs,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     /// Output format. [default: json when stdout is not a terminal, else text]
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchInstallerArgs {
+    /// The installer tarball (nixos-images' kexec layout or nixos-lift's): https://, http://
+    /// or file://.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Its sha256 (64 hex digits, as `sha256sum` prints); nothing is kept unless the download
+    /// matches it.
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256, required_unless_present = "allow_unpinned")]
+    pub sha256: Option<crate::config::Sha256>,
+    /// Unpack without checking a digest (the digest is printed).
+    #[arg(long, conflicts_with = "sha256")]
+    pub allow_unpinned: bool,
+    /// Directory to unpack into; it must not exist and is created. On a tmpfs (e.g. under
+    /// /dev/shm) it stays in RAM, as in stage 1.
+    #[arg(long, value_name = "DIR")]
+    pub dest: PathBuf,
+    /// Output format. [default: json when stdout is not a terminal, else text]
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+fn parse_sha256(s: &str) -> Result<crate::config::Sha256, String> {
+    crate::config::Sha256::try_from(s.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +297,8 @@ pub struct RunArgs {
     /// The config file (YAML). Only its path is passed on when re-launching: it holds secrets.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+    #[command(flatten)]
+    pub metadata: MetadataArgs,
     /// Kexec again although /var/lib/nixos-lift/<instance-id>.kexec says this instance already
     /// did (the installer fell back into this image).
     #[arg(long)]
@@ -258,4 +306,47 @@ pub struct RunArgs {
     /// Stop before the kexec load: download, verify, unpack and build the new initrd only.
     #[arg(long)]
     pub rehearse: bool,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn metadata_of(args: &[&str]) -> MetadataArgs {
+        let cli = Cli::try_parse_from(args).unwrap();
+        match cli.command {
+            Command::Run(run) => run.metadata,
+            Command::Plan(plan) => plan.metadata,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_passes_its_metadata_options_on_when_it_relaunches() {
+        let given = metadata_of(&[
+            "nixos-lift",
+            "run",
+            "--config",
+            "c.yaml",
+            "--provider",
+            "hetzner",
+            "--metadata-base",
+            "http://127.0.0.1:8080/x/",
+            "--metadata-timeout",
+            "7",
+        ]);
+        let mut again = vec!["nixos-lift", "plan", "--config", "c.yaml"];
+        let relaunch = given.to_args();
+        again.extend(relaunch.iter().map(String::as_str));
+        let parsed = metadata_of(&again);
+        assert_eq!(parsed.provider, given.provider);
+        assert_eq!(parsed.metadata_base, given.metadata_base);
+        assert_eq!(parsed.metadata_timeout, 7);
+        let defaults = metadata_of(&["nixos-lift", "run", "--config", "c.yaml"]);
+        assert_eq!(
+            defaults.to_args(),
+            ["--provider", "auto", "--metadata-timeout=120"]
+        );
+    }
 }

@@ -36,6 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Plan(args) => crate::stage1::plan_command(args),
         Command::Run(args) => crate::stage1::run_command(args),
+        Command::FetchInstaller(args) => crate::stage1::fetch_installer_command(args),
         Command::Handoff(HandoffCommand::Check(args)) => crate::handoff::check::run(args),
         Command::UserData(args) => {
             let text = crate::userdata::build(&crate::userdata::Options {

@@ -1,14 +1,18 @@
 //! The one HTTP client policy: every request has a connect and a per-request timeout inside an
 //! overall [`Deadline`], only transient failures are retried (capped, jittered backoff), 404 means
-//! absent, bodies are capped while they stream, and there is no proxy and no redirect.
+//! absent, bodies are capped while they stream, there is no proxy, and redirects are followed
+//! only where the policy allows them (never from https to http).
 //!
-//! Metadata reads use [`RetryPolicy::metadata`] with [`Client::fetch`]; downloads use their own
-//! policy (long timeouts) with [`Client::send`] and stream the [`reqwest::Response`] to a sink.
+//! Metadata reads use [`RetryPolicy::metadata`] with [`Client::fetch`]; the installer download
+//! uses [`RetryPolicy::download`] with [`Client::stream`], which resumes with `Range` and hands
+//! every byte once, in order, to a [`Sink`].
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_RANGE, CONTENT_TYPE, RETRY_AFTER,
+};
 use reqwest::{Method, StatusCode, Url};
 use tracing::debug;
 
@@ -68,6 +72,13 @@ pub struct RetryPolicy {
     pub retry_after_max: Duration,
     /// Bodies longer than this are refused (for [`Client::fetch`]).
     pub max_body: u64,
+    /// A body that stops for this long fails the attempt (which [`Client::stream`] resumes).
+    pub stall_timeout: Duration,
+    /// Attempts in a row that deliver nothing before giving up, the deadline permitting.
+    pub max_attempts: u32,
+    /// Redirects followed per request; 0 follows none (a 3xx is then fatal). A redirect from
+    /// https to http is refused whatever this says.
+    pub max_redirects: usize,
 }
 
 impl RetryPolicy {
@@ -80,6 +91,9 @@ impl RetryPolicy {
             backoff_max: Duration::from_secs(10),
             retry_after_max: Duration::from_secs(10),
             max_body: MAX_METADATA_BODY,
+            stall_timeout: Duration::from_secs(10),
+            max_attempts: u32::MAX,
+            max_redirects: 0,
         }
     }
 
@@ -92,11 +106,15 @@ impl RetryPolicy {
             backoff_max: Duration::from_secs(1),
             retry_after_max: Duration::from_secs(1),
             max_body: MAX_METADATA_BODY,
+            stall_timeout: Duration::from_secs(2),
+            max_attempts: u32::MAX,
+            max_redirects: 0,
         }
     }
 
-    /// Large downloads streamed to a sink: long per-request timeout, no body cap here (the
-    /// caller caps what it writes).
+    /// Large downloads streamed to a [`Sink`] (the installer): connect 15 s, no byte for 60 s
+    /// ends an attempt, 5 attempts in a row without progress, up to 5 redirects (release
+    /// hosting redirects to a CDN); [`Client::stream`] takes the size cap.
     pub fn download() -> Self {
         Self {
             connect_timeout: Duration::from_secs(15),
@@ -105,6 +123,9 @@ impl RetryPolicy {
             backoff_max: Duration::from_secs(30),
             retry_after_max: Duration::from_secs(60),
             max_body: u64::MAX,
+            stall_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            max_redirects: 5,
         }
     }
 
@@ -264,7 +285,7 @@ impl Client {
     pub fn new(policy: RetryPolicy, base: Option<Url>) -> Result<Self> {
         let http = reqwest::Client::builder()
             .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(redirect_policy(policy.max_redirects))
             .connect_timeout(policy.connect_timeout)
             .user_agent(concat!("nixos-lift/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -323,14 +344,11 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let per_request = self.policy.request_timeout.min(deadline.remaining());
-            if per_request.is_zero() {
-                return Err(timeout(req, deadline));
-            }
+            let per_request = self.per_request(req, deadline)?;
             let t0 = Instant::now();
             let result = self.attempt(req, per_request, read_body).await;
             let elapsed_ms = t0.elapsed().as_millis() as u64;
-            let after = match result {
+            let (after, why) = match result {
                 Ok(Step::Done(reply)) => {
                     debug!(method = %req.method, url = %req.url, attempt, status = reply.status(), elapsed_ms, "http");
                     return Ok(Some(reply));
@@ -341,25 +359,189 @@ impl Client {
                 }
                 Ok(Step::Retry { status, after }) => {
                     debug!(method = %req.method, url = %req.url, attempt, status, elapsed_ms, "http: transient status, retrying");
-                    after
+                    (after, format!("HTTP {status}"))
                 }
                 Err(Failure::Transient(why)) => {
                     debug!(method = %req.method, url = %req.url, attempt, error = %why, elapsed_ms, "http: transient error, retrying");
-                    None
+                    (None, why)
                 }
                 Err(Failure::Fatal(err)) => {
                     debug!(method = %req.method, url = %req.url, attempt, error = %err, elapsed_ms, "http: fatal");
                     return Err(err);
                 }
             };
-            let pause = after
-                .map(|a| a.min(self.policy.retry_after_max))
-                .unwrap_or_else(|| self.policy.backoff(attempt - 1));
-            if pause >= deadline.remaining() {
-                debug!(url = %req.url, attempts = attempt, total_ms = started.elapsed().as_millis() as u64, "http: deadline leaves no room for another attempt");
-                return Err(timeout(req, deadline));
+            self.pause(req, deadline, attempt, after, &why, started)
+                .await?;
+        }
+    }
+
+    /// This attempt's timeout: the policy's, shortened to what the deadline leaves.
+    fn per_request(&self, req: &Request, deadline: Deadline) -> Result<Duration> {
+        let per_request = self.policy.request_timeout.min(deadline.remaining());
+        if per_request.is_zero() {
+            return Err(timeout(req, deadline));
+        }
+        Ok(per_request)
+    }
+
+    /// Waits before attempt `failures + 1` (the server's `Retry-After`, else backoff), or fails
+    /// when the attempts are used up or the deadline leaves no room for another one.
+    async fn pause(
+        &self,
+        req: &Request,
+        deadline: Deadline,
+        failures: u32,
+        after: Option<Duration>,
+        why: &str,
+        started: Instant,
+    ) -> Result<()> {
+        if failures >= self.policy.max_attempts {
+            return Err(Error::Other(format!(
+                "{} {}: {why} ({failures} attempts)",
+                req.method, req.url
+            )));
+        }
+        let pause = after
+            .map(|a| a.min(self.policy.retry_after_max))
+            .unwrap_or_else(|| self.policy.backoff(failures - 1));
+        if pause >= deadline.remaining() {
+            debug!(url = %req.url, attempts = failures, total_ms = started.elapsed().as_millis() as u64, "http: deadline leaves no room for another attempt");
+            return Err(timeout(req, deadline));
+        }
+        tokio::time::sleep(pause).await;
+        Ok(())
+    }
+
+    /// Streams the body of `req` (a GET) to `sink`, at most `max_bytes` of it, resuming with
+    /// `Range: bytes=N-` after a transient failure: a dropped connection, a stall longer than
+    /// the policy's `stall_timeout`, a transient status. The sink gets every byte once and in
+    /// order, so its state (a hasher, a decompressor) simply continues; when a server answers a
+    /// resume with the whole body (200), the bytes already delivered are skipped. An attempt that
+    /// delivers bytes resets the attempt count. Returns the body's length, or `None` for 404.
+    pub async fn stream(
+        &self,
+        req: &Request,
+        deadline: Deadline,
+        max_bytes: u64,
+        sink: &mut dyn Sink,
+    ) -> Result<Option<u64>> {
+        let started = Instant::now();
+        let mut body = BodyPosition {
+            delivered: 0,
+            total: None,
+        };
+        let mut failures: u32 = 0;
+        loop {
+            let per_request = self.per_request(req, deadline)?;
+            let mut ranged = req.clone();
+            if body.delivered > 0 {
+                ranged = ranged.header("range", &format!("bytes={}-", body.delivered))?;
             }
-            tokio::time::sleep(pause).await;
+            let before = body.delivered;
+            let result = self
+                .stream_attempt(&ranged, per_request, max_bytes, &mut body, sink)
+                .await;
+            let (after, why) = match result {
+                Ok(Step::Done(())) => {
+                    debug!(url = %req.url, bytes = body.delivered, total_ms = started.elapsed().as_millis() as u64, "http: body streamed");
+                    return Ok(Some(body.delivered));
+                }
+                Ok(Step::Absent) if body.delivered == 0 => return Ok(None),
+                Ok(Step::Absent) => {
+                    return Err(Error::Other(format!(
+                        "GET {}: the file vanished (404) after {} bytes",
+                        req.url, body.delivered
+                    )))
+                }
+                Ok(Step::Retry { status, after }) => (after, format!("HTTP {status}")),
+                Err(Failure::Transient(why)) => (None, why),
+                Err(Failure::Fatal(err)) => return Err(err),
+            };
+            if body.delivered > before {
+                failures = 0;
+            }
+            failures += 1;
+            tracing::warn!(url = %req.url, attempt = failures, "downloading: {why}; resuming at byte {}", body.delivered);
+            self.pause(req, deadline, failures, after, &why, started)
+                .await?;
+        }
+    }
+
+    async fn stream_attempt(
+        &self,
+        req: &Request,
+        per_request: Duration,
+        max_bytes: u64,
+        body: &mut BodyPosition,
+        sink: &mut dyn Sink,
+    ) -> Result<Step<()>, Failure> {
+        let mut resp = match self.respond(req, per_request).await? {
+            Step::Done(resp) => resp,
+            Step::Absent => return Ok(Step::Absent),
+            Step::Retry { status, after } => return Ok(Step::Retry { status, after }),
+        };
+        let mut skip = 0u64;
+        if body.delivered > 0 {
+            if resp.status() == StatusCode::PARTIAL_CONTENT {
+                let range = resp
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if !range.starts_with(&format!("bytes {}-", body.delivered)) {
+                    return Err(Failure::Fatal(Error::Other(format!(
+                        "GET {}: asked to resume at byte {}, the server sent {range:?}",
+                        req.url, body.delivered
+                    ))));
+                }
+            } else {
+                debug!(url = %req.url, "http: the server ignored Range; skipping the bytes already delivered");
+                skip = body.delivered;
+            }
+        }
+        if body.total.is_none() {
+            if let Some(len) = resp.content_length() {
+                let total = len + body.delivered - skip;
+                body.total = Some(total);
+                sink.length(total);
+            }
+        }
+        if body.total.is_some_and(|t| t > max_bytes) {
+            return Err(Failure::Fatal(too_large(req, max_bytes)));
+        }
+        let stall = self.policy.stall_timeout.min(per_request);
+        loop {
+            let mut chunk = match tokio::time::timeout(stall, resp.chunk()).await {
+                Err(_) => {
+                    return Err(Failure::Transient(format!(
+                        "no data for {} s",
+                        stall.as_secs()
+                    )))
+                }
+                Ok(Err(e)) => return Err(transport(req, &e)),
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            if skip > 0 {
+                let n = skip.min(chunk.len() as u64);
+                skip -= n;
+                chunk = chunk.slice(n as usize..);
+                if chunk.is_empty() {
+                    continue;
+                }
+            }
+            if body.delivered + chunk.len() as u64 > max_bytes {
+                return Err(Failure::Fatal(too_large(req, max_bytes)));
+            }
+            body.delivered += chunk.len() as u64;
+            sink.write(chunk).map_err(Failure::Fatal)?;
+        }
+        match body.total {
+            Some(t) if body.delivered < t => Err(Failure::Transient(format!(
+                "connection closed at byte {} of {t}",
+                body.delivered
+            ))),
+            _ => Ok(Step::Done(())),
         }
     }
 
@@ -368,38 +550,12 @@ impl Client {
         req: &Request,
         per_request: Duration,
         read_body: bool,
-    ) -> Result<Step, Failure> {
-        let mut builder = self
-            .http
-            .request(req.method.clone(), req.url.clone())
-            .timeout(per_request);
-        for (name, value) in &req.headers {
-            builder = builder.header(name, value);
-        }
-        let send = tokio::time::timeout(per_request, builder.send());
-        let resp = match send.await {
-            Err(_) => return Err(Failure::Transient("timed out".into())),
-            Ok(Err(e)) => return Err(transport(req, &e)),
-            Ok(Ok(resp)) => resp,
+    ) -> Result<Step<Reply>, Failure> {
+        let mut resp = match self.respond(req, per_request).await? {
+            Step::Done(resp) => resp,
+            Step::Absent => return Ok(Step::Absent),
+            Step::Retry { status, after } => return Ok(Step::Retry { status, after }),
         };
-        let status = resp.status();
-        match classify(status, resp.headers(), req.also_retry) {
-            Outcome::Success => {}
-            Outcome::Absent => return Ok(Step::Absent),
-            Outcome::Retry { after } => {
-                return Ok(Step::Retry {
-                    status: status.as_u16(),
-                    after,
-                })
-            }
-            Outcome::Fatal => {
-                return Err(Failure::Fatal(Error::Http {
-                    method: req.method.to_string(),
-                    url: req.url.to_string(),
-                    status: status.as_u16(),
-                }))
-            }
-        }
         if !read_body {
             return Ok(Step::Done(Reply::Streaming(resp)));
         }
@@ -412,7 +568,6 @@ impl Client {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let mut resp = resp;
         let mut bytes = Vec::new();
         loop {
             // reqwest's per-request timeout covers the body too; this bounds a stalled chunk
@@ -429,10 +584,45 @@ impl Client {
             bytes.extend_from_slice(&chunk);
         }
         Ok(Step::Done(Reply::Body(Body {
-            status: status.as_u16(),
+            status: resp.status().as_u16(),
             content_type,
             bytes,
         })))
+    }
+
+    /// Sends `req` and classifies the status; the body is left unread.
+    async fn respond(
+        &self,
+        req: &Request,
+        per_request: Duration,
+    ) -> Result<Step<reqwest::Response>, Failure> {
+        let mut builder = self
+            .http
+            .request(req.method.clone(), req.url.clone())
+            .timeout(per_request);
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
+        let send = tokio::time::timeout(per_request, builder.send());
+        let resp = match send.await {
+            Err(_) => return Err(Failure::Transient("timed out".into())),
+            Ok(Err(e)) => return Err(transport(req, &e)),
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status();
+        match classify(status, resp.headers(), req.also_retry) {
+            Outcome::Success => Ok(Step::Done(resp)),
+            Outcome::Absent => Ok(Step::Absent),
+            Outcome::Retry { after } => Ok(Step::Retry {
+                status: status.as_u16(),
+                after,
+            }),
+            Outcome::Fatal => Err(Failure::Fatal(Error::Http {
+                method: req.method.to_string(),
+                url: req.url.to_string(),
+                status: status.as_u16(),
+            })),
+        }
     }
 }
 
@@ -450,13 +640,51 @@ impl Reply {
     }
 }
 
-enum Step {
-    Done(Reply),
+enum Step<T> {
+    Done(T),
     Absent,
     Retry {
         status: u16,
         after: Option<Duration>,
     },
+}
+
+/// How far [`Client::stream`] got: bytes handed to the sink, and the announced length.
+struct BodyPosition {
+    delivered: u64,
+    total: Option<u64>,
+}
+
+/// Where [`Client::stream`] delivers a body.
+pub trait Sink {
+    /// The whole body's length, when the server announces it (once, before the bytes).
+    fn length(&mut self, _total: u64) {}
+    /// The next bytes of the body.
+    fn write(&mut self, chunk: bytes::Bytes) -> Result<()>;
+}
+
+/// Follows up to `max` redirects, none from https to http (a downgrade would let anyone on the
+/// path serve the body; the digest would catch it, but later and less clearly).
+fn redirect_policy(max: usize) -> reqwest::redirect::Policy {
+    if max == 0 {
+        return reqwest::redirect::Policy::none();
+    }
+    reqwest::redirect::Policy::custom(move |attempt| {
+        match redirect_refusal(attempt.previous(), attempt.url(), max) {
+            Some(why) => attempt.error(why),
+            None => attempt.follow(),
+        }
+    })
+}
+
+/// Why a redirect to `next` after `previous` (the original URL first) is refused, if it is.
+fn redirect_refusal(previous: &[Url], next: &Url, max: usize) -> Option<String> {
+    if previous.len() > max {
+        return Some(format!("more than {max} redirects"));
+    }
+    let from_https = previous.iter().any(|u| u.scheme() == "https");
+    (from_https && next.scheme() != "https")
+        .then(|| format!("refusing a redirect from https to {}", next.scheme()))
 }
 
 enum Failure {
@@ -608,6 +836,28 @@ mod tests {
                 .as_str(),
             "http://100.100.100.200/latest/meta-data/"
         );
+    }
+
+    #[test]
+    fn redirects_are_capped_and_never_downgrade() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        let https = u("https://github.com/o/r/releases/download/v1/i.tar.gz");
+        let cdn = u("https://objects.githubusercontent.com/x");
+        assert_eq!(
+            redirect_refusal(std::slice::from_ref(&https), &cdn, 5),
+            None
+        );
+        let plain = u("http://mirror.example/i.tar.gz");
+        let err = redirect_refusal(&[https.clone(), cdn.clone()], &plain, 5).unwrap();
+        assert!(err.contains("https to http"), "{err}");
+        assert_eq!(
+            redirect_refusal(std::slice::from_ref(&plain), &plain, 5),
+            None
+        );
+        let hops = vec![https; 6];
+        assert!(redirect_refusal(&hops, &cdn, 5)
+            .unwrap()
+            .contains("more than 5 redirects"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::os::fd::AsRawFd;
 
-use crate::cli::PlanArgs;
+use crate::cli::{MetadataArgs, PlanArgs};
 use crate::config::ValidConfig;
 use crate::facts::Facts;
 use crate::host::{self, SysRoot};
@@ -52,16 +52,19 @@ pub fn gather_env(root: &SysRoot) -> PlanEnv {
     }
 }
 
-/// Facts (host + cloud) and the plan for them.
-pub fn make_plan(root: &SysRoot, config: &ValidConfig) -> Result<(Facts, Plan)> {
+/// Facts (host + cloud) and the plan for them. Fixture roots get DMI-only identification unless
+/// `--metadata-base` is given (provider::identify sends no requests for them).
+pub fn make_plan(
+    root: &SysRoot,
+    config: &ValidConfig,
+    metadata: &MetadataArgs,
+) -> Result<(Facts, Plan)> {
     let mut facts = host::inspect(root)?;
-    // Fixture roots get DMI-only identification (provider::identify sends no requests for them).
-    let probe = crate::provider::ProbeOptions {
-        provider: None,
-        metadata_base: None,
-        timeout: std::time::Duration::from_secs(120),
-    };
-    facts.cloud = Some(crate::provider::identify_blocking(&facts, root, &probe)?);
+    facts.cloud = Some(crate::provider::identify_blocking(
+        &facts,
+        root,
+        &metadata.probe_options(),
+    )?);
     let env = gather_env(root);
     let plan = plan_install(&facts, config, &env);
     for disk in &plan.other_disks {
@@ -96,11 +99,66 @@ pub fn refusal(plan: &Plan) -> Option<Error> {
 pub fn plan_command(args: PlanArgs) -> Result<()> {
     let config = ValidConfig::load(&args.config)?;
     let root = SysRoot::new(&args.inspect.root);
-    let (_facts, plan) = make_plan(&root, &config)?;
+    let (_facts, plan) = make_plan(&root, &config, &args.metadata)?;
     output::print(&plan, output::resolve(args.format), || plan.to_text())?;
     match refusal(&plan) {
         Some(err) => Err(err),
         None => Ok(()),
+    }
+}
+
+/// `nixos-lift fetch-installer`: stage 1's download, verification and unpacking on their own.
+pub fn fetch_installer_command(args: crate::cli::FetchInstallerArgs) -> Result<()> {
+    let fetched = crate::fetch::fetch_installer(
+        &args.url,
+        args.sha256.as_ref().map(|s| s.as_hex()),
+        &args.dest,
+        crate::fetch::DEFAULT_MAX_BYTES,
+    )?;
+    let summary = FetchSummary {
+        url: &args.url,
+        bytes: fetched.bytes,
+        sha256: &fetched.sha256,
+        verified: args.sha256.is_some(),
+        seconds: fetched.elapsed.as_secs_f64(),
+        installer: &fetched.installer,
+    };
+    output::print(&summary, output::resolve(args.format), || summary.to_text())
+}
+
+#[derive(serde::Serialize)]
+struct FetchSummary<'a> {
+    url: &'a str,
+    bytes: u64,
+    sha256: &'a str,
+    verified: bool,
+    seconds: f64,
+    installer: &'a crate::fetch::extract::Installer,
+}
+
+impl FetchSummary<'_> {
+    fn to_text(&self) -> String {
+        let i = self.installer;
+        let tool = i
+            .kexec_tool
+            .as_ref()
+            .map_or("none".into(), |p| p.display().to_string());
+        format!(
+            "installer: {} MiB in {:.1} s, sha256 {} ({})\nlayout: {}\nkernel: {}\ninitrd: {}\n\
+             kexec: {tool}\ncmdline: {}",
+            self.bytes >> 20,
+            self.seconds,
+            self.sha256,
+            if self.verified {
+                "verified"
+            } else {
+                "not pinned"
+            },
+            i.layout,
+            i.kernel.display(),
+            i.initrd.display(),
+            i.cmdline,
+        )
     }
 }
 
@@ -174,7 +232,8 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
         .arg(exe)
         .arg("run")
         .arg("--config")
-        .arg(&config_path);
+        .arg(&config_path)
+        .args(args.metadata.to_args());
         if args.force {
             cmd.arg("--force");
         }
@@ -201,7 +260,7 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
         ));
     }
 
-    let (facts, mut plan) = make_plan(&root, &config)?;
+    let (facts, mut plan) = make_plan(&root, &config, &args.metadata)?;
     if let Some(err) = refusal(&plan) {
         return Err(err);
     }
@@ -243,15 +302,15 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
         });
     }
 
-    let tarball = work.join("installer.tar.gz");
-    crate::fetch::download(
+    let before_fetch = usage();
+    let installer = crate::fetch::fetch_installer(
         &plan.installer.url,
-        &tarball,
         plan.installer.sha256.as_deref(),
+        &work.join("installer"),
         crate::fetch::DEFAULT_MAX_BYTES,
-    )?;
-    let installer = crate::fetch::extract::extract(&tarball, &work)?;
-    let _ = std::fs::remove_file(&tarball);
+    )?
+    .installer;
+    let fetch_cpu = usage().0.saturating_sub(before_fetch.0);
     crate::fetch::extract::check_kernel(&installer.kernel, &plan.arch)?;
     tracing::info!(
         layout = installer.layout,
@@ -272,6 +331,7 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
     );
 
     if args.rehearse {
+        log_usage(fetch_cpu);
         tracing::info!(
             "rehearsal: stopping before the kexec load; {} is ready",
             initrd.display()
@@ -288,7 +348,37 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
     let method = crate::kexec::load(&installer, &initrd, &append)?;
     tracing::info!(?method, "kexec loaded");
     write_marker(&marker, attempts + 1)?;
+    log_usage(fetch_cpu);
     crate::kexec::jump(facts_systemd())
+}
+
+/// CPU time (user + system, all threads) and peak RSS in KiB of this process so far.
+fn usage() -> (std::time::Duration, u64) {
+    // SAFETY: getrusage only writes the struct it is given, which we own.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let time = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec.max(0) as u64)
+            + std::time::Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    (
+        time(ru.ru_utime) + time(ru.ru_stime),
+        ru.ru_maxrss.max(0) as u64,
+    )
+}
+
+/// Stage 1's cost for the benchmark (tests/bench/fetch.sh reads this line from the console).
+fn log_usage(fetch_cpu: std::time::Duration) {
+    let (cpu, peak_rss_kib) = usage();
+    tracing::info!(
+        "stage 1 resources: cpu {} ms without the download ({} ms with it), peak RSS {} KiB",
+        cpu.saturating_sub(fetch_cpu).as_millis(),
+        cpu.as_millis(),
+        peak_rss_kib
+    );
 }
 
 fn facts_systemd() -> bool {

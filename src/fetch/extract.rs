@@ -1,16 +1,25 @@
-//! Unpacking the verified installer tarball in one pass: the kernel, the initrd, the kernel
-//! parameters and the static `kexec`, from nixos-images' layout (`kexec/bzImage`,
-//! `kexec/initrd`, `kexec/run`, `kexec/kexec`) or nixos-lift's (`kexec/manifest.json`).
+//! Unpacking the installer tarball as it streams in, and resolving its layout once the digest
+//! matched: nixos-images' (`kexec/bzImage`, `kexec/initrd`, `kexec/run`, `kexec/kexec`) or
+//! nixos-lift's (`kexec/manifest.json` naming the kernel, initrd, command line and `kexec`).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use flate2::read::GzDecoder;
+use flate2::bufread::MultiGzDecoder;
 use serde::Deserialize;
 
 use crate::handoff::MANIFEST_FILE;
 use crate::{Error, Result};
+
+/// The directory both layouts keep everything in. Only regular files under it are written while
+/// the tarball streams; the manifest cannot narrow that down then, because nix/installer sorts
+/// the tarball by name and `kexec/manifest.json` arrives after the kernel and the initrd.
+/// [`prune`] removes what the layout does not name once the digest matched.
+const MEMBER_DIR: &str = "kexec";
+/// More than any installer unpacks to (nixos-images' is ~470 MB); a gzip bomb stops here rather
+/// than at a full tmpfs.
+pub const MAX_UNPACKED: u64 = 4 << 30;
 
 /// `kexec/manifest.json` in nixos-lift's own installer tarball, as `nix/installer` writes it.
 /// Only the fields stage 1 needs are read; the build also records informational ones
@@ -27,7 +36,7 @@ pub struct Manifest {
 }
 
 /// The unpacked installer, all paths inside the work directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Installer {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
@@ -37,30 +46,55 @@ pub struct Installer {
     pub layout: &'static str,
 }
 
-/// Extracts every regular file under `kexec/` of `tarball` into `dir` and resolves the layout.
-pub fn extract(tarball: &Path, dir: &Path) -> Result<Installer> {
-    let ctx = || format!("unpacking {}", tarball.display());
-    let file = File::open(tarball).map_err(|e| Error::io(ctx(), e))?;
-    let mut archive = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(1 << 20, file)));
-    let entries = archive.entries().map_err(|e| Error::io(ctx(), e))?;
+/// Unpacks the gzip'd tar read from `input` into `dir`: regular files under `kexec/` whose
+/// paths stay inside, nothing else. Reads `input` to its end, so that a caller hashing the same
+/// bytes sees all of them, and checks the gzip trailer. Returns the bytes written.
+pub fn unpack(input: impl BufRead, dir: &Path) -> Result<u64> {
+    let ctx = |what: &str| format!("unpacking the installer: {what}");
+    let mut archive = tar::Archive::new(MultiGzDecoder::new(input));
+    let mut buf = vec![0u8; 256 << 10];
+    let mut written = 0u64;
+    let entries = archive
+        .entries()
+        .map_err(|e| Error::io(ctx("reading the tarball"), e))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| Error::io(ctx(), e))?;
+        let mut entry = entry.map_err(|e| Error::io(ctx("reading the tarball"), e))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let path = entry.path().map_err(|e| Error::io(ctx(), e))?.into_owned();
-        let Some(rel) = clean(&path) else { continue };
-        if !rel.starts_with("kexec") {
+        let path = entry
+            .path()
+            .map_err(|e| Error::io(ctx("reading a member's name"), e))?
+            .into_owned();
+        let Some(rel) = clean(&path).filter(|rel| rel.starts_with(MEMBER_DIR)) else {
             continue;
-        }
+        };
         let out = dir.join(&rel);
+        let name = rel.display().to_string();
         if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(ctx(), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(ctx(&name), e))?;
         }
-        let mut dest = File::create(&out).map_err(|e| Error::io(ctx(), e))?;
-        std::io::copy(&mut entry, &mut dest).map_err(|e| Error::io(ctx(), e))?;
+        let mut dest = File::create(&out).map_err(|e| Error::io(ctx(&name), e))?;
+        loop {
+            let n = entry.read(&mut buf).map_err(|e| Error::io(ctx(&name), e))?;
+            if n == 0 {
+                break;
+            }
+            written += n as u64;
+            if written > MAX_UNPACKED {
+                return Err(Error::Other(ctx(&format!(
+                    "more than {} MiB; not an installer",
+                    MAX_UNPACKED >> 20
+                ))));
+            }
+            dest.write_all(&buf[..n])
+                .map_err(|e| Error::io(ctx(&name), e))?;
+        }
     }
-    resolve(dir)
+    // The tar's end is not the file's: read the rest, which also checks the gzip CRC.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+        .map_err(|e| Error::io(ctx("reading past the tar's end"), e))?;
+    Ok(written)
 }
 
 /// A relative path without `..`, `.` or root; `None` for anything else.
@@ -76,7 +110,8 @@ fn clean(path: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-fn resolve(dir: &Path) -> Result<Installer> {
+/// The layout unpacked in `dir`; call it only after the digest matched.
+pub fn resolve(dir: &Path) -> Result<Installer> {
     let missing = |what: &str| {
         Error::Other(format!(
             "unpacking the installer: {what} is missing; expected nixos-images' kexec/ layout or \
@@ -122,6 +157,30 @@ fn resolve(dir: &Path) -> Result<Installer> {
         }
     };
     Ok(installer)
+}
+
+/// Removes the unpacked files `installer` does not use (nixos-images' `kexec/ip`, say), so that
+/// only what stage 1 needs stays in RAM.
+pub fn prune(dir: &Path, installer: &Installer) -> Result<()> {
+    let keep: Vec<&Path> = [&installer.kernel, &installer.initrd]
+        .into_iter()
+        .chain(installer.kexec_tool.as_ref())
+        .map(PathBuf::as_path)
+        .collect();
+    prune_dir(&dir.join(MEMBER_DIR), &keep)
+}
+
+fn prune_dir(dir: &Path, keep: &[&Path]) -> Result<()> {
+    let ctx = || format!("tidying {}", dir.display());
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(ctx(), e))? {
+        let path = entry.map_err(|e| Error::io(ctx(), e))?.path();
+        if path.is_dir() {
+            prune_dir(&path, keep)?;
+        } else if !keep.contains(&path.as_path()) {
+            std::fs::remove_file(&path).map_err(|e| Error::io(ctx(), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The kernel command line in nixos-images' `kexec/run`: the quoted string starting `init=`.

@@ -1,211 +1,242 @@
-//! Fetching the installer: a streaming download with resume (HTTP Range), a size cap and the
-//! sha256 computed while the bytes arrive; nothing is used until the digest matches.
+//! Fetching the installer in one pass: the download streams (resuming with HTTP Range, under a
+//! size cap) into a sha256 hasher and, on another thread, into gunzip and tar, which write the
+//! `kexec/` members to a staging directory in RAM. Nothing unpacked is used until the digest of
+//! the whole download matches the pin; on any failure the staging directory is removed.
 
 pub mod extract;
 
 use std::fs::File;
-use std::io::{IsTerminal, Seek, Write};
+use std::io::{BufRead, IsTerminal, Read};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::http::{Client, Deadline, Request, RetryPolicy, Sink};
 use crate::{Error, Result};
+use extract::Installer;
 
-/// Larger than any installer (nixos-images' is ~450 MB); a wrong URL must not fill RAM.
+/// Larger than any installer (nixos-images' is ~450 MB); a wrong URL must not run for ever.
 pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
-const ATTEMPTS: u32 = 5;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// A stalled transfer: no byte for this long ends the attempt (it is then resumed).
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The whole download, every attempt and pause included.
 const OVERALL_DEADLINE: Duration = Duration::from_secs(3600);
+/// Chunks in flight between the download and the unpacking thread: the bound on what the
+/// pipeline buffers (hyper's chunks are at most a few hundred KiB).
+const QUEUED_CHUNKS: usize = 16;
+const LOCAL_CHUNK: usize = 1 << 20;
 
-/// What was downloaded, verified.
+/// The installer, downloaded, verified and unpacked.
 #[derive(Debug)]
-pub struct Downloaded {
+pub struct Fetched {
     pub bytes: u64,
     pub sha256: String,
     pub elapsed: Duration,
-}
-
-/// Statuses worth another attempt; the list `curl --retry` uses.
-fn transient(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+    pub installer: Installer,
 }
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Downloads `url` into `dest` (created fresh), verifying `sha256` when given.
-/// On a digest mismatch `dest` is removed and the error names both digests.
-pub fn download(
+/// Downloads the installer tarball at `url` (https, http or `file://`) and unpacks it into
+/// `staging` (created; it must not exist) in the same pass. The result is returned only when the
+/// download's sha256 equals `sha256` (skipped when `None`: `allow_unpinned`); otherwise, and on
+/// any other failure, `staging` is removed and the error says why.
+pub fn fetch_installer(
     url: &str,
-    dest: &Path,
     sha256: Option<&str>,
+    staging: &Path,
     max_bytes: u64,
-) -> Result<Downloaded> {
+) -> Result<Fetched> {
     let start = Instant::now();
-    let result = if let Some(path) = url.strip_prefix("file://") {
-        copy_local(Path::new(path), dest, max_bytes)
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the async runtime", e))?
-            .block_on(download_http(url, dest, max_bytes))
-    };
-    let (bytes, digest) = match result {
-        Ok(ok) => ok,
+    std::fs::create_dir(staging)
+        .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
+    match fetch_into(url, sha256, staging, max_bytes) {
+        Ok((bytes, sha256, installer)) => Ok(Fetched {
+            bytes,
+            sha256,
+            elapsed: start.elapsed(),
+            installer,
+        }),
         Err(e) => {
-            let _ = std::fs::remove_file(dest);
-            return Err(e);
+            let _ = std::fs::remove_dir_all(staging);
+            Err(e)
         }
+    }
+}
+
+fn fetch_into(
+    url: &str,
+    pin: Option<&str>,
+    staging: &Path,
+    max_bytes: u64,
+) -> Result<(u64, String, Installer)> {
+    let (chunks, queue) = sync_channel::<Bytes>(QUEUED_CHUNKS);
+    let dir = staging.to_path_buf();
+    let unpacker = std::thread::Builder::new()
+        .name("unpack".into())
+        .spawn(move || extract::unpack(Queue::new(queue), &dir))
+        .map_err(|e| Error::io("starting the unpacking thread", e))?;
+    let mut tee = Tee {
+        hasher: Sha256::new(),
+        unpack: Some(chunks),
+        progress: Progress::new(),
     };
-    if let Some(want) = sha256 {
-        if !want.eq_ignore_ascii_case(&digest) {
-            let _ = std::fs::remove_file(dest);
+    let downloaded = match url.strip_prefix("file://") {
+        Some(path) => read_local(Path::new(path), max_bytes, &mut tee),
+        None => download(url, max_bytes, &mut tee),
+    };
+    let Tee {
+        hasher,
+        unpack,
+        progress,
+    } = tee;
+    // End of input for the unpacker, which then finishes (or fails on a truncated tarball).
+    drop(unpack);
+    let unpacked = unpacker.join().unwrap_or_else(|_| {
+        Err(Error::Other(
+            "unpacking the installer: the unpacking thread panicked".into(),
+        ))
+    });
+    let bytes = downloaded?;
+    progress.finish(bytes);
+    let digest = hex(&hasher.finalize());
+    // The digest first: a wrong file explains a tarball that does not unpack.
+    match pin {
+        Some(want) if !want.eq_ignore_ascii_case(&digest) => {
             return Err(Error::Verification(format!(
                 "verifying {url}: sha256 mismatch: got {digest}, pinned {want}; nothing was \
                  used and nothing changed (way out: pin the digest of the tarball the URL \
                  serves, or fix the URL)"
             )));
         }
-        tracing::info!(%url, bytes, "installer sha256 verified: {digest}");
-    } else {
-        tracing::warn!(%url, bytes, "installer not pinned (allow_unpinned): sha256 {digest}");
+        Some(_) => tracing::info!(%url, bytes, "installer sha256 verified: {digest}"),
+        None => {
+            tracing::warn!(%url, bytes, "installer not pinned (allow_unpinned): sha256 {digest}")
+        }
     }
-    Ok(Downloaded {
-        bytes,
-        sha256: digest,
-        elapsed: start.elapsed(),
-    })
+    unpacked?;
+    let installer = extract::resolve(staging)?;
+    extract::prune(staging, &installer)?;
+    Ok((bytes, digest, installer))
 }
 
-fn copy_local(src: &Path, dest: &Path, max_bytes: u64) -> Result<(u64, String)> {
+/// The download's one consumer: every byte goes to the hasher and to the unpacking thread.
+struct Tee {
+    hasher: Sha256,
+    /// `None` once the unpacker stopped (its error is reported after the digest check).
+    unpack: Option<SyncSender<Bytes>>,
+    progress: Progress,
+}
+
+impl Sink for Tee {
+    fn length(&mut self, total: u64) {
+        self.progress.total = Some(total);
+    }
+
+    fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.hasher.update(&chunk);
+        self.progress.update(chunk.len() as u64);
+        if let Some(unpack) = &self.unpack {
+            if unpack.send(chunk).is_err() {
+                self.unpack = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The unpacking thread's input: the chunks, in order, until the download side hangs up.
+struct Queue {
+    chunks: Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Queue {
+    fn new(chunks: Receiver<Bytes>) -> Self {
+        Self {
+            chunks,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for Queue {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Queue {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.current.is_empty() {
+            match self.chunks.recv() {
+                Ok(chunk) => self.current = chunk,
+                Err(_) => break,
+            }
+        }
+        Ok(&self.current)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.current = self.current.slice(n..);
+    }
+}
+
+fn read_local(src: &Path, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
     let ctx = || format!("reading {}", src.display());
     let mut input = File::open(src).map_err(|e| Error::io(ctx(), e))?;
-    let mut out = create(dest)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    if let Ok(meta) = input.metadata() {
+        sink.length(meta.len());
+    }
     let mut total = 0u64;
     loop {
-        let n = std::io::Read::read(&mut input, &mut buf).map_err(|e| Error::io(ctx(), e))?;
+        let mut buf = vec![0u8; LOCAL_CHUNK];
+        let n = input.read(&mut buf).map_err(|e| Error::io(ctx(), e))?;
         if n == 0 {
-            break;
+            return Ok(total);
         }
         total += n as u64;
         if total > max_bytes {
-            return Err(too_big(max_bytes));
+            return Err(Error::BodyTooLarge {
+                url: src.display().to_string(),
+                limit: max_bytes,
+            });
         }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+        buf.truncate(n);
+        sink.write(Bytes::from(buf))?;
     }
-    Ok((total, hex(&hasher.finalize())))
 }
 
-fn create(dest: &Path) -> Result<File> {
-    File::options()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(|e| Error::io(format!("creating {}", dest.display()), e))
-}
-
-fn too_big(max: u64) -> Error {
-    Error::Other(format!(
-        "downloading the installer: larger than the {} MiB cap",
-        max >> 20
-    ))
-}
-
-async fn download_http(url: &str, dest: &Path, max_bytes: u64) -> Result<(u64, String)> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::limited(5))
-        .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
+fn download(url: &str, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| Error::Other(format!("parsing the installer URL {url}: {e}")))?;
+    let req = Request::get(parsed);
+    let client = Client::new(RetryPolicy::download(), None)?;
+    let deadline = Deadline::after(OVERALL_DEADLINE);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
-        .map_err(|e| Error::Other(format!("building the HTTP client: {e}")))?;
-    let mut out = create(dest)?;
-    let mut hasher = Sha256::new();
-    let mut have = 0u64;
-    let mut total: Option<u64> = None;
-    let deadline = Instant::now() + OVERALL_DEADLINE;
-    let mut progress = Progress::new();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut req = client.get(url);
-        if have > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
-        }
-        let outcome: std::result::Result<(), (bool, String)> = async {
-            let mut resp = req.send().await.map_err(|e| (true, e.to_string()))?;
-            let status = resp.status().as_u16();
-            match status {
-                200 if have > 0 => {
-                    // The server ignored Range: start over.
-                    tracing::info!(%url, "server does not resume; downloading from the start");
-                    have = 0;
-                    hasher = Sha256::new();
-                    out.set_len(0).map_err(|e| (false, e.to_string()))?;
-                    out.rewind().map_err(|e| (false, e.to_string()))?;
-                }
-                200 | 206 => {}
-                s => return Err((transient(s), format!("HTTP {s}"))),
-            }
-            if total.is_none() {
-                total = resp.content_length().map(|len| len + have);
-            }
-            if total.is_some_and(|t| t > max_bytes) {
-                return Err((
-                    false,
-                    format!("larger than the {} MiB cap", max_bytes >> 20),
-                ));
-            }
-            while let Some(chunk) = resp.chunk().await.map_err(|e| (true, e.to_string()))? {
-                have += chunk.len() as u64;
-                if have > max_bytes {
-                    return Err((
-                        false,
-                        format!("larger than the {} MiB cap", max_bytes >> 20),
-                    ));
-                }
-                hasher.update(&chunk);
-                out.write_all(&chunk).map_err(|e| (false, e.to_string()))?;
-                progress.update(have, total);
-            }
-            match total {
-                Some(t) if have < t => {
-                    Err((true, format!("connection closed at {have} of {t} bytes")))
-                }
-                _ => Ok(()),
-            }
-        }
-        .await;
-        match outcome {
-            Ok(()) => break,
-            Err((retry, why)) if retry && attempt < ATTEMPTS && Instant::now() < deadline => {
-                let wait = Duration::from_secs(1 << attempt.min(5));
-                tracing::warn!(%url, attempt, "downloading the installer: {why}; resuming at byte {have} in {} s", wait.as_secs());
-                tokio::time::sleep(wait).await;
-            }
-            Err((_, why)) => {
-                return Err(Error::Other(format!(
-                    "downloading {url}: {why} (attempt {attempt})"
-                )))
-            }
-        }
-    }
-    progress.finish(have);
-    Ok((have, hex(&hasher.finalize())))
+        .map_err(|e| Error::io("starting the async runtime", e))?
+        .block_on(client.stream(&req, deadline, max_bytes, sink))?
+        .ok_or_else(|| Error::Http {
+            method: "GET".into(),
+            url: url.into(),
+            status: 404,
+        })
 }
 
 /// A bar on a terminal; otherwise one log line per 10 %.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    have: u64,
+    total: Option<u64>,
     next_tenth: u64,
 }
 
@@ -220,25 +251,31 @@ impl Progress {
             }
             bar
         });
-        Self { bar, next_tenth: 1 }
+        Self {
+            bar,
+            have: 0,
+            total: None,
+            next_tenth: 1,
+        }
     }
 
-    fn update(&mut self, have: u64, total: Option<u64>) {
+    fn update(&mut self, more: u64) {
+        self.have += more;
         if let Some(bar) = &self.bar {
-            if let Some(t) = total {
+            if let Some(t) = self.total {
                 bar.set_length(t);
             }
-            bar.set_position(have);
+            bar.set_position(self.have);
             return;
         }
-        let Some(t) = total.filter(|t| *t > 0) else {
+        let Some(t) = self.total.filter(|t| *t > 0) else {
             return;
         };
-        while self.next_tenth <= 10 && have * 10 >= t * self.next_tenth {
+        while self.next_tenth <= 10 && self.have * 10 >= t * self.next_tenth {
             tracing::info!(
                 "downloading the installer: {} % ({} of {} MiB)",
                 self.next_tenth * 10,
-                have >> 20,
+                self.have >> 20,
                 t >> 20
             );
             self.next_tenth += 1;
