@@ -1,4 +1,5 @@
-//! Logging: to journald when its socket exists, else to stderr.
+//! Logging: to stderr, and to journald as well when its socket exists and stderr is not
+//! already the journal.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -25,15 +26,16 @@ fn default_level(args: &GlobalArgs) -> &'static str {
 pub fn init(args: &GlobalArgs) {
     let filter =
         EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default_level(args)));
-    let journald = Path::new(JOURNALD_SOCKET)
-        .exists()
-        .then(tracing_journald::layer)
-        .and_then(Result::ok);
-    // Under a systemd unit stderr already goes to the journal; writing both would log twice.
-    let stderr_is_journal = journald.is_some() && std::env::var_os("JOURNAL_STREAM").is_some();
+    // Under a systemd unit whose stderr is the journal, stderr alone is enough (both would log
+    // twice), and it is the one the unit routes on: `StandardError=journal+console` puts stage 1's
+    // progress on the serial console, where an operator without SSH looks.
+    let journald = if stderr_is_journal() || !Path::new(JOURNALD_SOCKET).exists() {
+        None
+    } else {
+        tracing_journald::layer().ok()
+    };
     let ansi = std::io::stderr().is_terminal();
     let stderr = match args.log_format {
-        _ if stderr_is_journal => None,
         LogFormat::Json => Some(fmt::layer().json().with_writer(std::io::stderr).boxed()),
         LogFormat::Text => Some(
             fmt::layer()
@@ -49,4 +51,21 @@ pub fn init(args: &GlobalArgs) {
         .with(journald)
         .with(stderr)
         .try_init();
+}
+
+/// True when stderr is the journal stream systemd connected: `JOURNAL_STREAM` names its
+/// `device:inode`. Children inherit the variable with stderr redirected elsewhere (cloud-init's
+/// runcmd output goes through a pipe to `tee`), so the variable alone proves nothing.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    match std::fs::metadata("/proc/self/fd/2") {
+        Ok(meta) => dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino()),
+        Err(_) => false,
+    }
 }

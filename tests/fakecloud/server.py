@@ -43,7 +43,8 @@ Usage:
 
 On start it prints `fakecloud <provider> listening on http://ADDR:PORT` on stdout.
 
-Paths: a request is matched against the fixture tree by its path with the query removed; if
+Paths: EC2 and Alibaba documents are served under any dated API version too (`/2021-03-23/...`
+reads `/latest/...`), as cloud-init asks for them; a request is matched against the fixture tree by its path with the query removed; if
 nothing matches, leading path segments are dropped one at a time, so any prefix works (`nixos-lift
 --metadata-base http://127.0.0.1:PORT/run1` and `seedfrom` URLs with a path both reach the same
 documents). The fixture tree mirrors the provider's URL paths: a file is a document, a directory
@@ -85,6 +86,9 @@ USER_DATA_LEAVES = {
     "vultr": ["/v1/user-data"],
 }
 BASE64_LEAVES = {"akamai"}
+
+# Providers whose documents are also served under a dated API version instead of `latest`.
+DATED_API_VERSIONS = {p: re.compile(r"^/\d{4}-\d{2}-\d{2}/") for p in ("aws", "alibaba")}
 
 # Where a provider embeds user-data inside a JSON document: (document path, key path, base64?).
 USER_DATA_EMBEDDED = {
@@ -244,6 +248,10 @@ class Handler(BaseHTTPRequestHandler):
         # Substituted text may be part of a path (an EC2 MAC directory): map it back.
         for a, b in st.substs:
             path = path.replace(b, a)
+        # EC2-style services answer every dated API version with the same tree; cloud-init asks
+        # for its newest known version (`/2021-03-23/meta-data/...`). Tokens stay `/latest/` only.
+        if method == "GET" and st.provider in DATED_API_VERSIONS:
+            path = DATED_API_VERSIONS[st.provider].sub("/latest/", path, count=1)
         query = parse_qs(url.query)
         # Drain a request body, if any (token PUTs have none, PATCH may).
         length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Builds the stock Debian 12 (bookworm) cloud-style disk image the Debian scenarios boot, with
+# mmdebstrap from Debian's archive, and caches it keyed by a hash of this recipe (this file).
+#
+#   bash tests/debian/build-image.sh        prints the cache directory holding the image
+#
+# The cache directory (DEBIMG_CACHE, default /var/cache/nixos-lift-tests/debian-image/KEY) holds:
+#   disk.qcow2        a GPT disk, partition 1 = ext4 root (label cloudimg-rootfs); never written
+#                     to by the scenarios, which boot a qcow2 overlay on top of it
+#   vmlinuz, initrd   the image's own /boot kernel and initramfs, for QEMU's direct kernel boot
+#   manifest.txt      kernel version and installed package versions
+# Only the newest key is kept, so an edited recipe does not leave old images behind.
+#
+# What is in it, and why:
+#   - what Debian's genericcloud image boots with: systemd, udev, dbus, cloud-init, openssh-server,
+#     linux-image-amd64 (initramfs-tools), ifupdown + isc-dhcp-client (cloud-init's ENI renderer
+#     and its ephemeral DHCP for the Hetzner and EC2 datasources), curl, ca-certificates, sudo;
+#   - no kexec-tools (neither has the real image): stage 1 must load the installer itself;
+#   - no docs, man pages or locales, and no kernel modules for hardware a cloud VM lacks (GPU,
+#     sound, wireless, media, infiniband, ...), to keep the image small;
+#   - one test hook, tests/debian/simcloud-alive.service, that only acts when the kernel command
+#     line says `simcloud.after=alive`: after cloud-init it prints what an operator logging in
+#     would check, then powers off. It stands in for a person at the serial console.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+HERE=$REPO_ROOT/tests/debian
+
+SUITE=bookworm
+PACKAGES=(systemd systemd-sysv udev dbus cloud-init openssh-server linux-image-amd64 initramfs-tools
+    ifupdown isc-dhcp-client iproute2 netbase curl ca-certificates sudo e2fsprogs kmod procps)
+# Module directories a cloud VM never needs (relative to /lib/modules/VERSION/kernel).
+DROP_MODULES=(drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet drivers/infiniband
+    drivers/staging drivers/iio drivers/isdn drivers/bluetooth drivers/input/touchscreen
+    drivers/hid drivers/usb drivers/scsi/qla2xxx drivers/scsi/lpfc drivers/scsi/mpt3sas
+    drivers/mtd drivers/nfc drivers/thunderbolt drivers/net/can sound net/wireless net/mac80211
+    net/bluetooth fs/ocfs2 fs/gfs2 fs/btrfs fs/xfs fs/nfs fs/nfsd fs/ceph fs/smb fs/f2fs)
+
+log() { printf '[debimg] %s\n' "$*" >&2; }
+die() {
+    printf '[debimg] error: %s\n' "$*" >&2
+    exit 1
+}
+
+KEY=$(cat "$0" "$HERE/simcloud-alive.service" | sha256sum | cut -c1-16)
+BASE=${DEBIMG_CACHE:-/var/cache/nixos-lift-tests/debian-image}
+OUT=$BASE/$KEY
+if [ -s "$OUT/disk.qcow2" ] && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd" ]; then
+    log "cached image $OUT (recipe $KEY)"
+    echo "$OUT"
+    exit 0
+fi
+
+[ "$(id -u)" = 0 ] || die "building the image needs root (mmdebstrap in root mode); run as root"
+need_apt mmdebstrap qemu-utils fdisk e2fsprogs
+start=$(date +%s)
+# Same archive host as the machine's own Debian sources.
+mirror=$(grep -rhs -E '^(URIs:|deb) ' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+    grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ' || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/debimg-build.XXXXXX")
+# mmdebstrap mounts /proc, /sys and /dev inside the tree while it runs: never follow a mount.
+cleanup() {
+    if grep -q " $WORK/" /proc/mounts; then
+        log "left $WORK in place: something is still mounted below it"
+    else
+        rm -rf --one-file-system "$WORK"
+    fi
+}
+trap cleanup EXIT
+ROOT=$WORK/root
+
+log "mmdebstrap $SUITE from $mirror (${#PACKAGES[@]} packages and their dependencies)"
+mmdebstrap --quiet --variant=minbase --mode=root --format=directory \
+    --include="$(IFS=,; echo "${PACKAGES[*]}")" \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+    --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo "COMPRESS=zstd" >"$1/etc/initramfs-tools/conf.d/compress"' \
+    "$SUITE" "$ROOT" "$mirror" "deb $mirror $SUITE-updates main" >&2
+
+log "making it a first-boot cloud image"
+# What Debian's cloud images do: no host keys, machine id or hostname baked in (cloud-init and
+# systemd create them on first boot), root found by label.
+rm -f "$ROOT"/etc/ssh/ssh_host_* "$ROOT/etc/hostname"
+: >"$ROOT/etc/machine-id"
+rm -f "$ROOT/var/lib/dbus/machine-id"
+# C.UTF-8 as the system locale, as Debian's cloud images set it: cloud-init's locale module then
+# has nothing to generate (with no /etc/default/locale it tries en_US.UTF-8 and fails).
+echo "LANG=C.UTF-8" >"$ROOT/etc/default/locale"
+echo "LABEL=cloudimg-rootfs / ext4 rw,discard,errors=remount-ro 0 1" >"$ROOT/etc/fstab"
+cat >"$ROOT/etc/network/interfaces" <<'ENI'
+# cloud-init writes the network configuration to interfaces.d.
+auto lo
+iface lo inet loopback
+source /etc/network/interfaces.d/*
+ENI
+install -m 0644 "$HERE/simcloud-alive.service" "$ROOT/etc/systemd/system/simcloud-alive.service"
+ln -sf /etc/systemd/system/simcloud-alive.service "$ROOT/etc/systemd/system/multi-user.target.wants/simcloud-alive.service"
+rm -rf "$ROOT"/var/cache/apt/* "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/log/*.log "$ROOT"/tmp/*
+
+kver=$(ls "$ROOT/lib/modules")
+[ "$(echo "$kver" | wc -w)" = 1 ] || die "expected one kernel in the image, found: $kver"
+for d in "${DROP_MODULES[@]}"; do rm -rf "$ROOT/lib/modules/$kver/kernel/$d"; done
+depmod -b "$ROOT" "$kver"
+mkdir -p "$WORK/out"
+cp "$ROOT/boot/vmlinuz-$kver" "$WORK/out/vmlinuz"
+cp "$ROOT/boot/initrd.img-$kver" "$WORK/out/initrd"
+{
+    echo "recipe $KEY, built $(date -u +%FT%TZ) from $mirror"
+    echo "kernel $kver"
+    chroot "$ROOT" dpkg-query -W -f='${Package} ${Version}\n'
+} >"$WORK/out/manifest.txt"
+
+# The disk: GPT, partition 1 = ext4 made from the tree (mke2fs -d: no loop devices), with room
+# for first-boot writes (logs, host keys) and the agent.
+used_mib=$(du -sm "$ROOT" | cut -f1)
+part_mib=$((used_mib + used_mib / 2 + 256))
+disk_mib=$((part_mib + 2))
+log "root tree ${used_mib} MiB -> ${part_mib} MiB ext4 partition"
+truncate -s "${disk_mib}M" "$WORK/disk.raw"
+printf 'label: gpt\nstart=2048, size=%d, type=0FC63DAF-8483-4772-B47D-6983DE4798E4, name="cloudimg-rootfs"\n' \
+    $((part_mib * 2048)) | sfdisk -q "$WORK/disk.raw" >/dev/null
+mke2fs -q -F -t ext4 -L cloudimg-rootfs -d "$ROOT" "$WORK/root.ext4" "${part_mib}M" >&2
+rm -rf "$ROOT"
+dd if="$WORK/root.ext4" of="$WORK/disk.raw" bs=1M seek=1 conv=notrunc,sparse status=none
+rm -f "$WORK/root.ext4"
+qemu-img convert -c -f raw -O qcow2 "$WORK/disk.raw" "$WORK/out/disk.qcow2"
+rm -f "$WORK/disk.raw"
+
+rm -rf "$BASE" && mkdir -p "$BASE"
+mv "$WORK/out" "$OUT"
+log "built $OUT in $(($(date +%s) - start)) s: $(du -sh "$OUT/disk.qcow2" | cut -f1) qcow2, kernel $kver"
+echo "$OUT"

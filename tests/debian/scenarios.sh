@@ -1,0 +1,200 @@
+# The Debian image scenarios, sourced by tests/debian/takeover.sh (after tests/vm/lib.sh and
+# tests/vm/scenarios.sh, whose servers, config writer and assertions they reuse).
+# shellcheck shell=bash
+
+DEBIAN_SCENARIOS="hetzner-bios ec2-uefi wrong-agent-sha256"
+
+# ---- one scenario ---------------------------------------------------------------------------
+
+debian_defaults() {
+    scenario_defaults # PROVIDER, VM_SMBIOS, VM_MAC, VM_MEMORY, config values (tests/vm/scenarios.sh)
+    VM_TIMEOUT=${DEBIMG_TIMEOUT:-900}
+    VM_SMP=2
+    USER_DATA_SHA256=$AGENT_SHA256
+}
+
+# render_user_data: $RUN/config.yaml and the user-data `nixos-lift user-data` makes of it.
+render_user_data() {
+    write_config "$RUN/config.yaml"
+    "$AGENT" user-data --config "$RUN/config.yaml" --agent-url "$AGENT_URL" \
+        --agent-sha256 "x86_64=$USER_DATA_SHA256" --provider "$PROVIDER" >"$RUN/user-data" ||
+        die "nixos-lift user-data failed"
+    METADATA_ARGS+=(--user-data "$RUN/user-data")
+}
+
+# boot_debian: the stock image on a fresh qcow2 overlay (the cached base stays read-only), with
+# the serial console in $RUN/console.log. Sets VM_STATUS (QEMU's exit status; 124 on timeout).
+boot_debian() {
+    local netdev relay="python3 $VM_SRC/relay.py" args s
+    qemu-img create -q -f qcow2 -F qcow2 -b "$IMAGE/disk.qcow2" "$RUN/root.qcow2"
+    netdev="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
+    netdev+=",guestfwd=tcp:$METADATA_ADDR:80-cmd:$relay $METADATA_PORT"
+    netdev+=",guestfwd=tcp:$RELEASE_ADDR:80-cmd:$relay $RELEASE_PORT"
+    args=(-accel tcg -smp "$VM_SMP" -m "$VM_MEMORY" -nodefaults -display none -serial stdio -no-reboot
+        -pidfile "$RUN/qemu.pid"
+        -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$VM_MAC"
+        -kernel "$IMAGE/vmlinuz" -initrd "$IMAGE/initrd"
+        -append "console=ttyS0,115200 root=/dev/vda1 ro quiet systemd.show_status=true $VM_APPEND"
+        -drive "file=$RUN/root.qcow2,format=qcow2,if=none,id=root,discard=unmap"
+        -device "virtio-blk-pci,drive=root,serial=$ROOT_SERIAL")
+    for s in "${VM_SMBIOS[@]}"; do args+=(-smbios "$s"); done
+    if [ "$VM_FIRMWARE" = uefi ]; then
+        cp "$OVMF_VARS" "$RUN/ovmf-vars.fd"
+        args+=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
+            -drive "if=pflash,format=raw,file=$RUN/ovmf-vars.fd")
+    fi
+    printf '%q ' qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.cmd"
+    log "booting the Debian image: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMP} vCPU, ${VM_SMBIOS[0]} (timeout ${VM_TIMEOUT}s)"
+    set +e
+    timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null 2>&1 |
+        sed -u 's/\r//g; s/\x1b\[[0-9;=?]*[A-Za-z]//g' | tee "$RUN/console.log" |
+        if [ "$quiet" = yes ]; then cat >/dev/null; else sed -u 's/^/    | /'; fi
+    VM_STATUS=${PIPESTATUS[0]}
+    set -e
+    rm -f "$RUN/qemu.pid" "$RUN/root.qcow2"
+    [ "$VM_STATUS" = 124 ] && log "TIMEOUT after ${VM_TIMEOUT}s: QEMU killed"
+    return 0
+}
+
+# run_debian_scenario NAME: servers, user-data, one boot, the checks. Adds to FAILS and RESULTS.
+run_debian_scenario() {
+    SCENARIO=$1
+    RUN=$CACHE/runs/$SCENARIO
+    rm -rf "$RUN" && mkdir -p "$RUN"
+    debian_defaults
+    "debian_$SCENARIO"
+    render_user_data
+    echo "probe-ok $SCENARIO" >"$CACHE/www/probe.txt"
+    PROBE_TOKEN=$SCENARIO
+    start_metadata "$PROVIDER"
+    start_release
+    log "scenario $SCENARIO: provider $PROVIDER, metadata and release servers on 127.0.0.1:$METADATA_PORT/$RELEASE_PORT"
+
+    local start before pid
+    start=$(date +%s)
+    boot_debian
+    VM_SECONDS=$(($(date +%s) - start))
+    log "scenario $SCENARIO: VM ran $VM_SECONDS s; checks:"
+    before=$FAILS
+    "check_debian_$SCENARIO"
+    case $VM_STATUS in
+        0) pass "the VM powered off by itself" ;;
+        124) fail "the VM finished within ${VM_TIMEOUT}s" ;;
+        *) fail "QEMU exited with status $VM_STATUS" ;;
+    esac
+    for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    _pids=()
+    if [ "$FAILS" = "$before" ]; then
+        RESULTS+=("PASS $SCENARIO (${VM_SECONDS} s in the VM)")
+    else
+        RESULTS+=("FAIL $SCENARIO (${VM_SECONDS} s in the VM)")
+        if [ "$quiet" = yes ]; then
+            log "scenario $SCENARIO: last 80 lines of the serial console:"
+            tail -n 80 "$RUN/console.log" | sed 's/^/    | /'
+        fi
+    fi
+}
+
+# ---- assertions on the host-side logs -------------------------------------------------------
+
+# metadata_requests PATH_ERE AGENT_ERE: how many requests for a path matching PATH_ERE, answered
+# 200, came from a client whose User-Agent matches AGENT_ERE.
+metadata_requests() {
+    python3 - "$RUN/metadata.log" "$1" "$2" <<'PY'
+import json, re, sys
+n = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if re.search(sys.argv[2], r["path"]) and r["status"] == 200 and re.search(sys.argv[3], r["headers"].get("user-agent", "")):
+        n += 1
+print(n)
+PY
+}
+expect_metadata() {
+    local n
+    n=$(metadata_requests "$2" "$3")
+    if [ "$n" -gt 0 ]; then pass "$1 ($n requests)"; else fail "$1 (no 200 for /$2/ from /$3/ in metadata.log)"; fi
+}
+expect_release() {
+    if grep -Eq "^GET $2 200" "$RUN/release.log"; then pass "$1"; else fail "$1 (release.log: $(tr '\n' ';' <"$RUN/release.log"))"; fi
+}
+expect_no_release() {
+    if grep -Eq "^GET $2 " "$RUN/release.log"; then fail "$1 (release.log: $(tr '\n' ';' <"$RUN/release.log"))"; else pass "$1"; fi
+}
+
+# The chain every takeover scenario shows, from cloud-init to the installer.
+check_takeover_chain() {
+    local datasource=$1
+    expect_metadata "cloud-init's datasource fetched the user-data" "$2" '^Cloud-Init/'
+    expect "cloud-init ran with the $datasource datasource" "Cloud-init v\. .* finished at .*Datasource $datasource"
+    expect "runcmd downloaded the agent" '^nixos-lift-bootstrap: downloading http://169\.254\.10\.10/nixos-lift-x86_64-linux$'
+    expect_release "the agent came from the release server" /nixos-lift-x86_64-linux
+    expect "the bootstrap verified the pinned sha256" "^nixos-lift-bootstrap: agent verified \\(sha256 $AGENT_SHA256\\)"
+    expect "the agent detached into a systemd unit" 'continuing detached in unit nixos-lift'
+    expect "systemd started the transient unit" 'Started nixos-lift\.service|Started .*nixos-lift'
+    expect_metadata "the agent read the metadata itself" "$3" '^nixos-lift'
+    expect_download
+    expect "the installer was unpacked" 'installer unpacked; kernel command line:'
+    expect "the kexec kernel was loaded" 'kexec loaded'
+    expect "the agent handed over with systemctl kexec" 'jumping into the installer now'
+    expect_i "systemd shut down for kexec" 'Reached target .*(kexec|Reboot via kexec)|Starting .*Reboot via kexec|kexec_core: Starting new kernel'
+    expect_kexec
+    expect "the handoff checks out in the installer" '^installer-fixture: handoff check exit 0$'
+    expect "the plan targets the image's root disk by serial" "^installer-fixture: plan-compact: .*\"target\": ?\\{[^}]*\"serial\": ?\"$ROOT_SERIAL\""
+}
+
+# ---- 1. Hetzner, BIOS: cloud-init to the installer ------------------------------------------
+debian_hetzner-bios() { :; }
+check_debian_hetzner-bios() {
+    check_takeover_chain DataSourceHetzner '^/hetzner/v1/userdata$' '^/hetzner/v1/metadata'
+    expect "the plan names the cloud: hetzner" '^installer-fixture: plan-compact: .*"provider": ?"hetzner"'
+    expect "firmware bios reaches the installer" '^installer-fixture: firmware=bios$'
+}
+
+# ---- 2. EC2, IMDSv2, UEFI (OVMF): the same chain ---------------------------------------------
+debian_ec2-uefi() {
+    PROVIDER=aws
+    # ds-identify and cloud-init's identify_aws: the uuid starts with ec2 and equals the serial.
+    VM_SMBIOS=("type=1,manufacturer=Amazon EC2,product=t3.small,version=1.0,serial=ec2e1916-9099-7caf-fd21-0123456789ab,uuid=ec2e1916-9099-7caf-fd21-0123456789ab"
+        "type=3,manufacturer=Amazon EC2,asset=i-0abc123def4567890")
+    VM_MAC=0a:1b:2c:3d:4e:01 # the NIC in tests/fixtures/metadata/aws
+    VM_FIRMWARE=uefi
+    INSTALLER_FILE=installer-manifest-x86_64.tar.gz
+    CONFIG_SHA256=$INSTALLER_MANIFEST_SHA256
+}
+check_debian_ec2-uefi() {
+    check_takeover_chain 'DataSourceEc2(Local)?' '^/[^/]+/user-data$' '^/latest/meta-data'
+    if python3 -c '
+import json, sys
+puts = [r for r in map(json.loads, open(sys.argv[1])) if r["method"] == "PUT" and r["path"] == "/latest/api/token" and r["status"] == 200]
+agents = {r["headers"].get("user-agent", "").split("/")[0] for r in puts}
+sys.exit(0 if {"Cloud-Init", "nixos-lift"} <= agents else 1)' "$RUN/metadata.log"; then
+        pass "cloud-init and the agent both took an IMDSv2 token"
+    else
+        fail "an IMDSv2 token PUT from cloud-init and from the agent (metadata.log)"
+    fi
+    expect "the plan names the cloud: aws" '^installer-fixture: plan-compact: .*"provider": ?"aws"'
+    expect "the plan carries the instance id from IMDSv2" '^installer-fixture: plan-compact: .*"instance_id": ?"i-0abc123def4567890"'
+    expect "the installer runs under UEFI" '^installer-fixture: firmware=uefi$'
+}
+
+# ---- 3. a wrong agent sha256 in the user-data: nothing runs, Debian keeps working -----------
+debian_wrong-agent-sha256() {
+    USER_DATA_SHA256=$(printf '%s' "$AGENT_SHA256" | tr '0-9a-f' '1-9a-f0')
+    VM_APPEND="simcloud.after=alive" # tests/debian/simcloud-alive.service reports, then powers off
+}
+check_debian_wrong-agent-sha256() {
+    expect_metadata "cloud-init's datasource fetched the user-data" '^/hetzner/v1/userdata$' '^Cloud-Init/'
+    expect_release "the agent was downloaded" /nixos-lift-x86_64-linux
+    expect "the bootstrap refused the agent, naming both digests" \
+        "^nixos-lift-bootstrap: refusing to run the agent: sha256 mismatch .*got $AGENT_SHA256, pinned $USER_DATA_SHA256"
+    expect_not "the agent never ran" 'continuing detached|nixos-lift\.service|kexec loaded'
+    expect_no_release "no installer was downloaded" '/installer'
+    expect "cloud-init reported the failed runcmd" 'Failed to run module scripts[-_]user|scripts[-_]user.*fail'
+    expect "cloud-init's status is error" '^simcloud-alive: cloud-init status: status: error'
+    expect "the refused agent is not on the disk" '^simcloud-alive: agent on disk: .*No such file'
+    expect "no nixos-lift unit exists" '^simcloud-alive: units running nixos-lift: 0$'
+    expect "sshd still runs" '^simcloud-alive: ssh: active$'
+    expect "a login shell still works" '^simcloud-alive: login shell: works as root in '
+    expect_no_kexec
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The whole path with the real cloud-init: a stock Debian 12 cloud-style image (built by
+# tests/debian/build-image.sh) boots in the simulated cloud from its own disk with its own systemd.
+# cloud-init's own datasource, chosen by its ds-identify from the SMBIOS strings, reads the fake
+# metadata service (tests/fakecloud/server.py) and the user-data `nixos-lift user-data` rendered;
+# runcmd downloads the agent from the loopback release server and checks its pinned sha256; the
+# agent detaches into a systemd unit (systemd-run), plans, fetches the installer fixture and
+# hands over with `systemctl kexec`.
+#
+#   bash tests/debian/takeover.sh hetzner-bios|ec2-uefi|wrong-agent-sha256|all|list
+#
+# Options: --no-setup (skip tests/vm/setup.sh), -q (console only in the log file).
+# Environment: DEBIMG_TIMEOUT (seconds per VM, default 900), DEBIMG_CACHE (image cache, see
+# build-image.sh), DEBIMG_KEEP=1 (keep the run directory with consoles and logs).
+# Boot: QEMU's direct kernel boot with the image's own /boot/vmlinuz and initrd and
+# root=/dev/vda1; there is no boot loader in the image. Everything from the initramfs on (mounting
+# the root disk, systemd, cloud-init's four stages, the shutdown for kexec) is the image's own.
+# Only GRUB/the firmware's disk boot is skipped, which nixos-lift never touches in stage 1.
+# The scenario's qcow2 overlay takes every write, so the cached base image is never modified.
+# Exit status: 0 every scenario passed, 1 a scenario failed, 2 usage.
+set -euo pipefail
+source "$(dirname "$0")/../lib/common.sh"
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/debimg-run.XXXXXX")
+export SIMCLOUD_CACHE=$SCRATCH
+source "$REPO_ROOT/tests/vm/lib.sh"
+source "$REPO_ROOT/tests/vm/scenarios.sh" # write_config, scenario_defaults: one config shape
+source "$REPO_ROOT/tests/debian/scenarios.sh"
+_debimg_cleanup() {
+    _cleanup
+    if [ "${DEBIMG_KEEP:-}" = 1 ]; then
+        echo "[debimg] kept $SCRATCH" >&2
+    else
+        rm -rf "$SCRATCH"
+    fi
+}
+trap _debimg_cleanup EXIT
+
+setup=yes
+quiet=no
+wanted=()
+for arg in "$@"; do
+    case $arg in
+        --no-setup) setup=no ;;
+        -q) quiet=yes ;;
+        list) echo "$DEBIAN_SCENARIOS" | tr ' ' '\n'; exit 0 ;;
+        all) wanted+=($DEBIAN_SCENARIOS) ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *)
+            if [[ " $DEBIAN_SCENARIOS " == *" $arg "* ]]; then
+                wanted+=("$arg")
+            else
+                echo "takeover.sh: unknown scenario '$arg' (one of: $DEBIAN_SCENARIOS, all)" >&2
+                exit 2
+            fi
+            ;;
+    esac
+done
+[ ${#wanted[@]} -gt 0 ] || { echo "usage: tests/debian/takeover.sh [--no-setup] [-q] SCENARIO...|all|list" >&2; exit 2; }
+
+start_all=$(date +%s)
+[ "$setup" = yes ] && bash "$REPO_ROOT/tests/vm/setup.sh"
+t=$(date +%s)
+IMAGE=$(bash "$REPO_ROOT/tests/debian/build-image.sh")
+log "image ready in $(($(date +%s) - t)) s: $IMAGE ($(sed -n 2p "$IMAGE/manifest.txt"))"
+mkdir -p "$CACHE/www"
+pick_kernel # the installer fixture's kernel (the host's); the stock image boots its own
+build_agent
+build_installer
+cp "$AGENT" "$CACHE/www/nixos-lift-x86_64-linux"
+AGENT_SHA256=$(sha256sum "$AGENT" | cut -d' ' -f1)
+AGENT_URL="http://$RELEASE_ADDR/nixos-lift-{arch}-linux"
+log "prepared in $(($(date +%s) - start_all)) s; agent sha256 $AGENT_SHA256"
+
+RESULTS=()
+for name in "${wanted[@]}"; do run_debian_scenario "$name"; done
+log "summary ($(($(date +%s) - start_all)) s):"
+printf '[simcloud]   %s\n' "${RESULTS[@]}"
+[ "$FAILS" = 0 ]
