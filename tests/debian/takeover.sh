@@ -10,7 +10,7 @@
 #   bash tests/debian/takeover.sh hetzner-bios|ec2-uefi|wrong-agent-sha256|all|list
 #
 # Options: --no-setup (skip tests/vm/setup.sh), -q (console only in the log file).
-# Environment: DEBIMG_TIMEOUT (seconds per VM, default 900), DEBIMG_CACHE (image cache, see
+# Environment: DEBIMG_TIMEOUT (seconds per VM, default 600), DEBIMG_CACHE (image cache, see
 # build-image.sh), DEBIMG_KEEP=1 (keep the run directory with consoles and logs).
 # Boot: QEMU's direct kernel boot with the image's own /boot/vmlinuz and initrd and
 # root=/dev/vda1; there is no boot loader in the image. Everything from the initramfs on (mounting
