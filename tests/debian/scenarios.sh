@@ -200,7 +200,7 @@ check_debian_wrong-agent-sha256() {
     expect_not "the agent never ran" 'continuing detached|nixos-lift\.service|kexec loaded'
     expect_no_release "no installer was downloaded" '/installer'
     expect "cloud-init reported the failed runcmd" 'Failed to run module scripts[-_]user|scripts[-_]user.*fail'
-    expect "cloud-init's status is error" '^simcloud-alive: cloud-init status: status: error'
+    expect "cloud-init's status is error, from runcmd's script" '^simcloud-alive: cloud-init status: status: error .*scripts-user'
     expect "the refused agent is not on the disk" '^simcloud-alive: agent on disk: .*No such file'
     expect "no nixos-lift unit exists" '^simcloud-alive: units running nixos-lift: 0$'
     expect "sshd still runs" '^simcloud-alive: ssh: active$'
