@@ -7,12 +7,13 @@
 #
 #   --dist DIR       also assemble the release files in DIR (emptied first):
 #                      nixos-lift-x86_64-linux   this build
-#                      nixos-lift-aarch64-linux  FILE from --aarch64 (built by the flake:
-#                                                nix build .#packages.aarch64-linux.default)
+#                      nixos-lift-aarch64-linux  FILE from --aarch64 (packaging/build-aarch64.sh,
+#                                                or the flake's packages.aarch64-linux.default)
 #                      install.sh                packaging/install.sh with this release's URL
 #                                                and sha256s stamped in
 #                      completions/              bash, zsh and fish, from the CLI definition
 #                      man/                      nixos-lift.1 and one page per subcommand
+#                      systemd/nixos-lift.service the service `run` detaches into (src/detach.rs)
 #                      SHA256SUMS                of all of the above
 #
 # The explicit --target keeps RUSTFLAGS away from build scripts and proc macros, and gives
@@ -62,7 +63,7 @@ assemble_dist() {
     # Keep in step with DEFAULT_AGENT_URL in src/userdata.rs (the suite checks they agree).
     url="https://github.com/nixos-lift/nixos-lift/releases/download/v$version/nixos-lift-{arch}-linux"
     rm -rf "$dir"
-    mkdir -p "$dir/completions" "$dir/man"
+    mkdir -p "$dir/completions" "$dir/man" "$dir/systemd"
     cp "$bin" "$dir/nixos-lift-x86_64-linux"
     sum_x86=$(sha256sum "$bin" | cut -d' ' -f1)
     if [ -n "$aarch64" ]; then
@@ -79,6 +80,7 @@ assemble_dist() {
         "$bin" generate completions "$shell" >"$dir/completions/$(completion_name "$shell")"
     done
     "$bin" generate man --out-dir "$dir/man"
+    cp packaging/nixos-lift.service "$dir/systemd/"
     local files
     files=$(cd "$dir" && find . -type f | LC_ALL=C sort | sed 's|^\./||')
     # shellcheck disable=SC2086 # release file names have no spaces

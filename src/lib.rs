@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod detach;
 pub mod error;
 pub mod facts;
 pub mod fetch;

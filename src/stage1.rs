@@ -8,7 +8,7 @@ use crate::config::ValidConfig;
 use crate::facts::Facts;
 use crate::host::{self, SysRoot};
 use crate::plan::{plan_install, Plan, PlanEnv};
-use crate::{output, Error, Result};
+use crate::{detach, output, Error, Result};
 
 /// Reads what the plan needs besides facts: uid, hostname, IMA policy, existing keys.
 pub fn gather_env(root: &SysRoot) -> PlanEnv {
@@ -217,27 +217,14 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
         .map_err(|e| Error::io(format!("reading {}", args.config.display()), e))?;
     let config = ValidConfig::load(&config_path)?;
     let systemd = std::path::Path::new("/run/systemd/system").is_dir();
-    if systemd && std::env::var_os("NIXOS_LIFT_DETACHED").is_none() && started_by_cloud_init() {
-        // Only the config path goes into argv: it holds the secrets, argv is world-readable.
+    if systemd && std::env::var_os(detach::DETACHED_ENV).is_none() && started_by_cloud_init() {
         let exe =
             std::fs::read_link("/proc/self/exe").map_err(|e| Error::io("finding myself", e))?;
-        let mut cmd = std::process::Command::new("systemd-run");
-        cmd.args([
-            "--unit",
-            "nixos-lift",
-            "--collect",
-            "--setenv=NIXOS_LIFT_DETACHED=1",
-        ])
-        .arg("--property=StandardOutput=journal+console")
-        .arg(exe)
-        .arg("run")
-        .arg("--config")
-        .arg(&config_path)
-        .args(args.metadata.to_args());
+        let mut run_args = args.metadata.to_args();
         if args.force {
-            cmd.arg("--force");
+            run_args.push("--force".into());
         }
-        let status = cmd
+        let status = detach::systemd_run(&exe, &config_path, &run_args)
             .status()
             .map_err(|e| Error::io("running systemd-run", e))?;
         if !status.success() {

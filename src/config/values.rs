@@ -155,7 +155,15 @@ impl TryFrom<String> for InstallerUrl {
         }
         placeholder::check(value, INSTALLER_PLACEHOLDERS)?;
         let probe = value.replace("{arch}", "x86_64");
-        http_url(&probe)?;
+        // file:///PATH is for rehearsals; stage 1's installer-url guard decides what is allowed
+        // where (https, or file: and http to loopback or link-local addresses).
+        if let Some(path) = probe.strip_prefix("file://") {
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err("expected file:///ABSOLUTE/PATH (three slashes, no host)".into());
+            }
+            return Ok(Self(value.to_string()));
+        }
+        http_url(&probe).map_err(|e| format!("{e}, or file:///PATH for a rehearsal"))?;
         Ok(Self(value.to_string()))
     }
 }
@@ -435,6 +443,19 @@ mod tests {
     fn urls_and_keys() {
         assert!(ok::<InstallerUrl>("https://example.com/i-{arch}.tar.gz"));
         assert!(!ok::<InstallerUrl>("ftp://example.com/i.tar.gz"));
+        // Whatever stage 1's installer-url guard allows for rehearsals, the schema accepts.
+        for url in [
+            "file:///run/installer-{arch}.tar.gz",
+            "http://127.0.0.1:8080/i.tar.gz",
+            "http://[fe80::1]/i.tar.gz",
+        ] {
+            assert!(ok::<InstallerUrl>(url), "{url}");
+            let probe = url.replace("{arch}", "x86_64");
+            assert!(crate::plan::guard::url_allowed(&probe), "{url}");
+        }
+        assert!(!ok::<InstallerUrl>("file://host/i.tar.gz"));
+        assert!(!ok::<InstallerUrl>("file:relative/i.tar.gz"));
+        assert!(!ok::<InstallerUrl>("file:///"));
         assert!(!ok::<InstallerUrl>("https://example.com/{hostname}.tar.gz"));
         assert!(ok::<HttpUrl>("https://cache.example.com"));
         assert!(!ok::<HttpUrl>("https://hooks.example.com/x?token=abc"));

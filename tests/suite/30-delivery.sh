@@ -144,7 +144,7 @@ done < <(find cloud-init -name '*.tf' | sort)
 /usr/bin/python3 "$helper" runcmd-script "$work/ud.yaml" >"$work/boot.sh"
 expect_rc 0 "shellcheck: install.sh, the user-data boot script, the agent double, packaging scripts" \
     shellcheck -s sh packaging/install.sh "$work/boot.sh" tests/doubles/agent-recorder.sh
-for script in packaging/*.sh tests/suite/30-delivery.sh tests/delivery/lib.sh; do
+for script in packaging/*.sh tests/suite/30-delivery.sh tests/suite/31-release.sh tests/delivery/lib.sh; do
     [ "$script" = packaging/install.sh ] && continue
     expect_rc 0 "shellcheck $script" shellcheck -x "$script"
 done
