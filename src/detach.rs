@@ -57,7 +57,8 @@ pub fn systemd_run(exe: &Path, config: &Path, run_args: &[String]) -> Command {
 }
 
 /// `packaging/nixos-lift.service`: the service `systemd_run` starts, for the installed agent
-/// and the config path user-data writes.
+/// and the config path user-data writes; `run`'s own options (metadata, `--force`) are left at
+/// their defaults here, where `systemd_run` appends the ones `run` was given.
 pub fn unit_file() -> String {
     let exe = Path::new(INSTALLED_AGENT);
     let config = Path::new(crate::userdata::CONFIG_PATH);
