@@ -190,12 +190,21 @@ impl Reporter {
         self
     }
 
-    /// Starts the background sender when there is anywhere to send to.
+    /// Starts the background sender when there is anywhere to send to. It holds the events
+    /// until [`Reporter::network_ready`] (or [`Reporter::finish`]): in the installer the first
+    /// events come before the network is restored, and would be lost to quick retries.
     pub fn with_remote(mut self, targets: RemoteTargets) -> Self {
         if targets.webhook_url.is_some() || targets.gcp_metadata_base.is_some() {
             self.remote = RemoteQueue::start(targets);
         }
         self
+    }
+
+    /// The network is up: queued and later events go out now.
+    pub fn network_ready(&mut self) {
+        if let Some(remote) = &mut self.remote {
+            remote.open();
+        }
     }
 
     /// Writes a line to every local sink and the journal, without an event.
@@ -254,6 +263,8 @@ impl Reporter {
 
 struct RemoteQueue {
     tx: SyncSender<Event>,
+    /// Sending on it (or dropping it) lets the worker start delivering.
+    gate: Option<mpsc::Sender<()>>,
     done: Receiver<()>,
     worker: JoinHandle<()>,
 }
@@ -274,6 +285,7 @@ impl RemoteQueue {
             }
         };
         let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE_LEN);
+        let (gate, gate_rx) = mpsc::channel::<()>();
         let (done_tx, done) = mpsc::channel();
         let worker = std::thread::Builder::new()
             .name("report".into())
@@ -282,6 +294,8 @@ impl RemoteQueue {
                     .enable_all()
                     .build()
                 {
+                    // Either a signal or the gate's sender dropped: both mean go.
+                    let _ = gate_rx.recv();
                     // In order: the next event waits for the previous one's retries.
                     while let Ok(event) = rx.recv() {
                         rt.block_on(deliver(&client, &targets, &event));
@@ -290,7 +304,18 @@ impl RemoteQueue {
                 let _ = done_tx.send(());
             })
             .ok()?;
-        Some(Self { tx, done, worker })
+        Some(Self {
+            tx,
+            gate: Some(gate),
+            done,
+            worker,
+        })
+    }
+
+    fn open(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.send(());
+        }
     }
 
     fn push(&self, event: Event) {
@@ -302,7 +327,8 @@ impl RemoteQueue {
         }
     }
 
-    fn finish(self, deadline: Duration) {
+    fn finish(mut self, deadline: Duration) {
+        self.open();
         drop(self.tx);
         match self.done.recv_timeout(deadline) {
             Ok(()) => {

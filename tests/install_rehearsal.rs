@@ -523,6 +523,34 @@ fn a_failed_nixos_install_prints_a_banner_sends_failed_and_does_not_reboot() {
 }
 
 #[test]
+fn finds_the_disk_by_serial_when_its_recorded_name_no_longer_exists() {
+    // Stage 1 saw the target as `sda` (another driver); the installer has no `sda` at all.
+    let mut r = Rehearsal::new();
+    r.plan["target"]["path"] = json!("/dev/sda");
+    r.plan["target"]["name"] = json!("sda");
+    assert!(!r.root().join("sys/block/sda").exists());
+    let out = r.run();
+    let console = r.console();
+    assert!(out.status.success(), "{console}");
+    assert!(
+        console.contains(
+            "nixos-lift: target disk /dev/vdb matched by serial (/dev/disk/by-id/virtio-lift-root)"
+        ),
+        "{console}"
+    );
+    let calls = r.calls();
+    let (_, install) = calls.iter().find(|(t, _)| t == "nixos-install").unwrap();
+    assert!(install.contains(&"--flake".to_string()), "{install:?}");
+    let module =
+        std::fs::read_to_string(r.root().join("run/nixos-lift/flake/nixos-lift-facts.nix"))
+            .unwrap();
+    assert!(
+        module.contains(r#"diskDevice = "/dev/disk/by-id/virtio-lift-root";"#),
+        "{module}"
+    );
+}
+
+#[test]
 fn a_failure_before_partitioning_says_the_disk_is_untouched() {
     let mut r = Rehearsal::new();
     r.plan["target"]["size_bytes"] = json!(11 * GIB);

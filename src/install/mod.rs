@@ -189,6 +189,7 @@ impl Stage<'_> {
 
         self.begin("network", "restoring the network");
         self.restore_network().map_err(|e| self.fail(e))?;
+        self.reporter.network_ready();
         if self.stop_here("network") {
             return Ok(None);
         }

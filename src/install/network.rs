@@ -228,7 +228,9 @@ pub fn dhcp_without_systemd(root: &Path, plans: &[IfacePlan]) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for plan in plans.iter().filter(|p| p.dhcp && p.addresses.is_empty()) {
+    // `dhcp` is DHCPv4: a static IPv6 address next to it (Hetzner's layout) still needs it.
+    let static_v4 = |p: &IfacePlan| p.addresses.iter().any(|a| !a.contains(':'));
+    for plan in plans.iter().filter(|p| p.dhcp && !static_v4(p)) {
         let Some((_, name, _)) = links
             .iter()
             .find(|(_, _, m)| m.as_deref() == Some(plan.mac.as_str()))

@@ -34,6 +34,8 @@ double_file() {
     if [ -f "$1" ]; then
         printf '=== %s mode=%s\n' "$1" "$(stat -c %a "$1")" >>"$double_prefix.files"
         cat "$1" >>"$double_prefix.files"
+        # The next record starts on a line of its own.
+        [ -z "$(tail -c 1 "$1")" ] || echo >>"$double_prefix.files"
     else
         printf '=== %s missing\n' "$1" >>"$double_prefix.files"
     fi

@@ -5,6 +5,8 @@
 #   169.254.0.2          slirp gateway; DHCP hands out 169.254.0.15 and up
 #   169.254.169.254:80   the provider's metadata service  -> tests/fakecloud/server.py
 #   169.254.10.10:80     the "release" server              -> tests/vm/release_server.py
+#                        (also the flake host and substituter stage 2 waits for)
+#   169.254.10.11:443    the progress webhook (HTTPS)      -> tests/vm/webhook_receiver.py
 # shellcheck shell=bash
 
 VM_SRC=$REPO_ROOT/tests/vm
@@ -12,6 +14,7 @@ CACHE=${SIMCLOUD_CACHE:-$VM_SRC/.cache}
 FAKECLOUD=${SIMCLOUD_FAKECLOUD:-$REPO_ROOT/tests/fakecloud/server.py}
 METADATA_ADDR=169.254.169.254
 RELEASE_ADDR=169.254.10.10
+WEBHOOK_ADDR=169.254.10.11
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 ROOT_SERIAL=cloudimg-root-0001
@@ -19,6 +22,8 @@ DATA_SERIAL=data-volume-0002
 DISK_SIZE=8G   # sparse; the root partition inside is small
 # Kernel modules both guests load, in dependency order (`modprobe --show-depends`).
 GUEST_MODULES="virtio_pci virtio_net virtio_blk ext4 efivarfs"
+# The installer fixture also reads the harness's per-scenario control from fw_cfg.
+INSTALLER_MODULES="qemu_fw_cfg"
 
 log() { printf '[simcloud] %s\n' "$*"; }
 die() {
@@ -46,13 +51,14 @@ pick_kernel() {
     [ -d "/lib/modules/$KVER" ] || die "no /lib/modules/$KVER for $VMLINUZ"
 }
 
-# add_modules DIR: copies GUEST_MODULES and their dependencies (decompressed) to DIR/lib/modules
-# and writes the insmod order to DIR/lib/modules/load-order.
+# add_modules DIR [MODULE...]: copies GUEST_MODULES, the extra MODULEs and their dependencies
+# (decompressed) to DIR/lib/modules and writes the insmod order to DIR/lib/modules/load-order.
 add_modules() {
     local dir=$1 mod line path name
+    shift
     mkdir -p "$dir/lib/modules"
     : >"$dir/lib/modules/load-order"
-    for mod in $GUEST_MODULES; do
+    for mod in $GUEST_MODULES "$@"; do
         modprobe -S "$KVER" --show-depends "$mod" | while read -r line; do
             set -- $line
             [ "$1" = insmod ] || continue
@@ -118,9 +124,18 @@ build_installer() {
     local dir=$CACHE/installer-root tar=$CACHE/installer params
     rm -rf "$dir" "$tar" && mkdir -p "$dir"/{proc,sys,dev,run,tmp,etc,lib/fixture} "$tar/kexec"
     add_busybox "$dir"
-    add_modules "$dir"
+    add_modules "$dir" $INSTALLER_MODULES
     cp "$VM_SRC/installer/init" "$dir/init"
     cp "$VM_SRC/installer/json.awk" "$VM_SRC/guest/udhcpc.script" "$dir/lib/fixture/"
+    # Stage 2 runs busybox udhcpc without -s: it needs the default hook, which Debian's
+    # busybox looks for in /etc/udhcpc (upstream's default is /usr/share/udhcpc).
+    mkdir -p "$dir/etc/udhcpc" "$dir/usr/share/udhcpc" "$dir/etc/ssl/certs" "$dir/doubles"
+    cp "$VM_SRC/guest/udhcpc.script" "$dir/etc/udhcpc/default.script"
+    cp "$VM_SRC/guest/udhcpc.script" "$dir/usr/share/udhcpc/default.script"
+    # The test CA, the only one the installer trusts: the webhook receiver's certificate.
+    cp "$CACHE/tls/ca.crt" "$dir/etc/ssl/certs/ca-certificates.crt"
+    cp "$REPO_ROOT"/tests/doubles/{double-lib,install-doubles,nix-double,nixos-install-double,disko-script-double}.sh \
+        "$dir/doubles/"
     cat >"$dir/etc/fixture.env" <<ENV
 FIXTURE_PROBE_HOST=$RELEASE_ADDR
 FIXTURE_PROBE_PATH=/probe.txt
@@ -169,7 +184,23 @@ PY
 }
 
 # The installer fixture's kernel parameters (after `init=`), shared by both layouts.
-fixture_params() { echo "console=ttyS0,115200 panic=-1 quiet nixos_lift.fixture=check"; }
+fixture_params() { echo "console=ttyS0,115200 panic=-1 quiet nixos_lift.fixture=install"; }
+
+# A test CA and the webhook receiver's certificate for $WEBHOOK_ADDR, made once in $CACHE/tls.
+build_tls() {
+    local d=$CACHE/tls
+    [ -s "$d/server.crt" ] && return 0
+    rm -rf "$d" && mkdir -p "$d"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=nixos-lift simcloud test CA" -keyout "$d/ca.key" -out "$d/ca.crt" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$WEBHOOK_ADDR" \
+        -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:%s\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+        "$WEBHOOK_ADDR" >"$d/server.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 3650 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+}
 
 # The part of the stock image's root filesystem every scenario shares.
 build_base_rootfs() {
@@ -269,6 +300,15 @@ start_release() {
     RELEASE_PORT=$(wait_port_file "$RUN/release.port")
 }
 
+# start_webhook: tests/vm/webhook_receiver.py (HTTPS, the test CA's certificate); sets
+# WEBHOOK_PORT. Its log is $RUN/webhook.log, one JSON line per request.
+start_webhook() {
+    python3 "$VM_SRC/webhook_receiver.py" --cert "$CACHE/tls/server.crt" --key "$CACHE/tls/server.key" \
+        --log "$RUN/webhook.log" --port-file "$RUN/webhook.port" >"$RUN/webhook.out" 2>&1 &
+    _pids+=($!)
+    WEBHOOK_PORT=$(wait_port_file "$RUN/webhook.port")
+}
+
 # ---- the VM ---------------------------------------------------------------------------------
 
 # boot_vm: boots the fresh VM of the current scenario (variables set by the scenario), with the
@@ -279,6 +319,7 @@ boot_vm() {
     netdev="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
     netdev+=",guestfwd=tcp:$METADATA_ADDR:80-cmd:$relay $METADATA_PORT"
     netdev+=",guestfwd=tcp:$RELEASE_ADDR:80-cmd:$relay $RELEASE_PORT"
+    netdev+=",guestfwd=tcp:$WEBHOOK_ADDR:443-cmd:$relay $WEBHOOK_PORT"
     args=(-accel tcg -smp 1 -m "$VM_MEMORY" -nodefaults -display none -serial stdio -no-reboot
         -pidfile "$RUN/qemu.pid"
         -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$VM_MAC")
@@ -294,6 +335,10 @@ boot_vm() {
     fi
     local s
     for s in "${VM_SMBIOS[@]+"${VM_SMBIOS[@]}"}"; do args+=(-smbios "$s"); done
+    # The installer fixture's per-scenario faults (tests/vm/installer/init).
+    if [ -n "$VM_FIXTURE_CONTROL" ]; then
+        args+=(-fw_cfg "name=opt/nixos-lift/fixture,string=$VM_FIXTURE_CONTROL")
+    fi
     if [ "$VM_DATA_DISK" = yes ]; then
         args+=(-drive "file=$RUN/data.img,format=raw,if=none,id=data"
             -device "virtio-blk-pci,drive=data,serial=$DATA_SERIAL")
@@ -373,3 +418,152 @@ expect_disks_untouched() {
         fi
     done
 }
+
+# ---- stage 2 in the installer fixture -------------------------------------------------------
+
+# extract_records: the records the fixture printed between its markers (tests/vm/installer/init),
+# checked against their sha256 and unpacked into $RUN/records. Fails when they are missing.
+extract_records() {
+    local want got
+    rm -rf "$RUN/records" && mkdir -p "$RUN/records"
+    want=$(sed -n 's/^installer-fixture: records-begin sha256=\([0-9a-f]*\) .*/\1/p' "$RUN/console.log" | head -n1)
+    sed -n 's/^installer-fixture: records: //p' "$RUN/console.log" | base64 -d >"$RUN/records.tgz" 2>/dev/null
+    got=$(sha256sum <"$RUN/records.tgz" | cut -d' ' -f1)
+    if [ -n "$want" ] && [ "$got" = "$want" ] && tar -C "$RUN/records" -xzf "$RUN/records.tgz"; then
+        pass "the fixture's records reached the host intact ($(find "$RUN/records" -type f | wc -l) files)"
+    else
+        fail "the fixture's records did not reach the host (sha256 want '${want:-none}', got $got)"
+        return 1
+    fi
+}
+
+# expect_in_file WHAT FILE TEXT: FILE contains TEXT (a fixed string).
+expect_in_file() {
+    if grep -qF -- "$3" "$2" 2>/dev/null; then pass "$1"; else fail "$1 (no '$3' in ${2#"$RUN"/})"; fi
+}
+
+# record_files TOOL: the argv records of TOOL's runs, in order.
+record_files() { ls "$RUN/records/doubles/bin/records/"*"-$1.argv" 2>/dev/null || true; }
+
+# expect_tool_order TOOL...: the doubles ran exactly in this order (nix runs by first argument:
+# nix-eval, nix-build, nix-copy).
+expect_tool_order() {
+    local got="" f tool
+    for f in "$RUN/records/doubles/bin/records/"*.argv; do
+        [ -e "$f" ] || continue
+        tool=$(basename "$f" .argv)
+        tool=${tool#*-}
+        [ "$tool" = nix ] && tool="nix-$(head -n1 "$f")"
+        got+="$tool "
+    done
+    if [ "${got% }" = "$*" ]; then pass "the tools ran in order: $*"; else fail "the tools ran as '${got% }', wanted '$*'"; fi
+}
+
+# expect_argv TOOL WANT...: the (only) run of TOOL had exactly these arguments.
+expect_argv() {
+    local tool=$1 f got
+    shift
+    f=$(record_files "$tool" | tail -n1)
+    got=$(tr '\n' ' ' <"${f:-/dev/null}")
+    if [ -n "$f" ] && [ "${got% }" = "$*" ]; then pass "$tool argv: $*"; else fail "$tool argv: got '${got% }', wanted '$*'"; fi
+}
+
+# expect_flake_files HOSTNAME ATTR: the wrapper flake and the facts module stage 2 generated
+# parse as Nix (Debian's nix-instantiate) and carry this machine's hostname, key and disk.
+expect_flake_files() {
+    local dir=$RUN/records/run/nixos-lift/flake f
+    for f in flake.nix nixos-lift-facts.nix; do
+        [ -f "$dir/$f" ] || { fail "stage 2 wrote no $f"; continue; }
+        if ! command -v nix-instantiate >/dev/null; then
+            fail "nix-instantiate missing (tests/vm/setup.sh installs nix-bin): $f not parsed"
+        elif nix-instantiate --parse "$dir/$f" >/dev/null 2>"$RUN/parse.err"; then
+            pass "$f parses (nix-instantiate --parse)"
+        else
+            fail "$f does not parse: $(head -n3 "$RUN/parse.err")"
+        fi
+    done
+    expect_in_file "the wrapper flake's input is the user's flake" "$dir/flake.nix" \
+        "inputs.user.url = \"git+http://$RELEASE_ADDR/example.git\";"
+    expect_in_file "the wrapper extends nixosConfigurations.$2" "$dir/flake.nix" \
+        "nixosConfigurations.\"$2\" = base.extendModules"
+    expect_in_file "the facts module sets the hostname $1" "$dir/nixos-lift-facts.nix" \
+        "networking.hostName = lib.mkDefault \"$1\";"
+    expect_in_file "the facts module carries the config's SSH key" "$dir/nixos-lift-facts.nix" "\"$CONFIG_KEY\""
+    expect_in_file "the facts module points disko at the root disk by id" "$dir/nixos-lift-facts.nix" \
+        "diskDevice = \"/dev/disk/by-id/virtio-$ROOT_SERIAL\";"
+}
+
+# expect_no_secrets: neither token of this run appears on the console or in any record (argv,
+# environment, files handed to the doubles, install log, trail), and the private nix.conf
+# reached nix by path with its access-tokens setting, mode 0600.
+expect_no_secrets() {
+    local t where
+    for t in "$ACCESS_TOKEN" "$WEBHOOK_TOKEN"; do
+        where=$( (grep -lF -- "$t" "$RUN/console.log"; grep -rlF -- "$t" "$RUN/records") 2>/dev/null | tr '\n' ' ' || true)
+        if [ -z "$where" ]; then pass "the secret ${t:0:8}... is in no console line and no record"; else fail "the secret ${t:0:8}... leaked into: $where"; fi
+    done
+    if grep -hq "nix/nix.conf mode=600 settings=.*access-tokens" "$RUN/records/doubles/bin/records/"*-nix.files 2>/dev/null; then
+        pass "nix got the private nix.conf (mode 600, with access-tokens) by path"
+    else
+        fail "nix did not get a private nix.conf with access-tokens"
+    fi
+}
+
+# expect_webhook PHASE:STATUS...: the receiver got exactly these stage-2 events, in order, each
+# with the bearer token.
+expect_webhook() {
+    local got
+    got=$(python3 - "$RUN/webhook.log" "$WEBHOOK_TOKEN" <<'PY'
+import json, sys
+events, bad = [], 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    bad += e["authorization"] != "Bearer " + sys.argv[2] or e["path"] != "/events"
+    b = e["body"]
+    events.append(f'{b["phase"]}:{b["status"]}')
+print(f"{bad} {' '.join(events)}")
+PY
+)
+    if [ "${got%% *}" = 0 ] && [ "${got#* }" = "$*" ]; then
+        pass "the webhook received, in order, each with the bearer token: $*"
+    else
+        fail "webhook: got '${got#* }' (${got%% *} without the token), wanted '$*'"
+    fi
+}
+WEBHOOK_DONE="handoff:running network:running disk:running compose:running partition:running install:running trail:running done:done"
+
+# expect_stage2_done ATTR: stage 2 ran every phase to `nixos-lift: done`, did not reboot
+# (reboot: false) and returned to the fixture with 0.
+expect_stage2_done() {
+    local n phase
+    n=0
+    for phase in "reading the handoff" "restoring the network" "finding the target disk" "composing" \
+        "partitioning /dev/vda \\(disko\\)" "installing" "leaving a trail"; do
+        n=$((n + 1))
+        expect "stage 2 phase $n/8: $phase" "^nixos-lift: \\[$n/8\\] $phase"
+    done
+    expect "stage 2 printed done" "^nixos-lift: done: installed git\\+http://$RELEASE_ADDR/example\\.git#$1 on /dev/vda; not rebooting \\(reboot: false\\)"
+    expect "stage 2 exited 0 in the installer" '^installer-fixture: nixos-lift install exited 0$'
+    expect "the target disk was found again by serial" "^nixos-lift: target disk /dev/vda matched by serial \\(/dev/disk/by-id/virtio-$ROOT_SERIAL\\)"
+    expect "the installer fetched a URL from the host through the network stage 2 restored" \
+        "^installer-fixture: probe http://$RELEASE_ADDR/probe.txt -> probe-ok $PROBE_TOKEN\$"
+    expect "stage 2 waited for the flake host and substituter" "^nixos-lift: network: reachable $RELEASE_ADDR:80\$"
+}
+
+# expect_stage2_install HOSTNAME ATTR: every recorded command and generated file of a flake
+# install (evaluation, disko on the target disk, nixos-install of the wrapper flake).
+expect_stage2_install() {
+    extract_records || return 0
+    expect_tool_order nix-eval nix-build nix-eval disko-script nixos-install
+    expect_argv nixos-install --root /mnt --flake "path:/run/nixos-lift/flake#$2" --no-root-passwd --no-channel-copy
+    expect_flake_files "$1" "$2"
+    expect_no_secrets
+    if [ -f "$RUN/records/mnt/etc/nixos/flake.nix" ] && grep -q "^flake=git+http://$RELEASE_ADDR/example.git#$2\$" "$RUN/records/mnt/etc/nixos-lift/installed" 2>/dev/null; then
+        pass "the trail: /etc/nixos holds the wrapper flake, /etc/nixos-lift/installed names the flake"
+    else
+        fail "the trail in /mnt/etc is incomplete"
+    fi
+}
+
+# plan_hostname: the host name in stage 1's plan, as the installer fixture printed it.
+plan_hostname() { console_value "installer-fixture: plan-compact: " | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostname"])' 2>/dev/null; }

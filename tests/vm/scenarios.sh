@@ -3,7 +3,7 @@
 # on the serial console and the host-side logs after the run.
 # shellcheck shell=bash
 
-SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static wrong-sha256 low-memory lockdown second-disk"
+SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static wrong-sha256 low-memory lockdown second-disk install-fails"
 
 # scenario_blocker NAME: prints why NAME cannot run yet (a part another issue delivers is
 # missing) and fails; prints nothing when it can run.
@@ -41,12 +41,19 @@ scenario_defaults() {
     VM_HOSTNAME=stock-image
     # SIMCLOUD_GUEST_COMMAND replaces the command for debugging a VM setup (the checks then fail).
     VM_COMMAND=${SIMCLOUD_GUEST_COMMAND:-nixos-lift run --config /etc/nixos-lift/config.yaml}
-    VM_TIMEOUT=${SIMCLOUD_TIMEOUT:-150}
+    VM_TIMEOUT=${SIMCLOUD_TIMEOUT:-300}
     METADATA_ARGS=()
     INSTALLER_FILE=installer-x86_64.tar.gz
     INSTALLER_LAYOUT=nixos-images
     CONFIG_SHA256=$INSTALLER_SHA256
     CONFIG_MIN_MEMORY=1GiB
+    CONFIG_SYSTEM=""   # fleet mode: a prebuilt system closure
+    CONFIG_REBOOT=false
+    # Stage 2 in the installer fixture: faults for its doubles (tests/vm/installer/init).
+    VM_FIXTURE_CONTROL=""
+    # Secrets of this run: each must reach only where it belongs, never the console or argv.
+    WEBHOOK_TOKEN=whk-simcloud-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    ACCESS_TOKEN=ghp_simcloud$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 }
 
 # write_config FILE: the config the stock image runs with (the one place it is written).
@@ -55,7 +62,7 @@ write_config() {
     cat >"$1" <<YAML
 # Written by tests/vm/scenarios.sh for the scenario "$SCENARIO".
 version: 1
-flake: "github:nixos-lift/example#cloud-{arch}"
+flake: "git+http://$RELEASE_ADDR/example.git#cloud-{arch}"
 disk: auto
 min_memory: $CONFIG_MIN_MEMORY
 installer:
@@ -64,10 +71,22 @@ installer:
     x86_64: "$CONFIG_SHA256"
 ssh:
   authorized_keys:
-    - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpbWNsb3VkLWNvbmZpZy1rZXktMDAwMDAwMDAwMDAw simcloud-config-key"
-reboot: false
+    - "$CONFIG_KEY"
+nix:
+  substituters: ["http://$RELEASE_ADDR/cache"]
+  trusted_public_keys: ["$CACHE_KEY"]
+  access_tokens:
+    "$RELEASE_ADDR": "$ACCESS_TOKEN"
+report:
+  webhook_url: "https://$WEBHOOK_ADDR/events"
+  webhook_token: "$WEBHOOK_TOKEN"
+reboot: $CONFIG_REBOOT
 YAML
+    [ -z "$CONFIG_SYSTEM" ] || echo "system: \"$CONFIG_SYSTEM\"" >>"$1"
 }
+CONFIG_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpbWNsb3VkLWNvbmZpZy1rZXktMDAwMDAwMDAwMDAw simcloud-config-key"
+CACHE_KEY="simcloud-cache-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
+FLEET_SYSTEM=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-fleet-24.11
 
 # ---- the harness's own check: the installer fixture restores a static network --------------
 # Boots the installer fixture directly with a handoff the harness writes in stage 1's file
@@ -78,6 +97,7 @@ scenario_installer-fixture() {
     VM_SMBIOS=()
     VM_BOOT=installer
     VM_MAC=52:54:00:5e:1f:01
+    VM_APPEND="nixos_lift.fixture=check"
     local h=$RUN/handoff
     mkdir -p "$h/nixos-lift"
     cp "$AGENT" "$h/nixos-lift/nixos-lift"
@@ -124,9 +144,19 @@ check_hetzner() {
     expect "the handoff checks out in the installer" '^installer-fixture: handoff check exit 0$'
     expect "the plan names the cloud: hetzner" '^installer-fixture: plan-compact: .*"provider": ?"hetzner"'
     expect "the plan targets the root disk by serial" "^installer-fixture: plan-compact: .*\"target\": ?\\{[^}]*\"serial\": ?\"$ROOT_SERIAL\""
-    expect "the plan resolved {arch} in the flake" '^installer-fixture: plan-compact: .*"reference": ?"github:nixos-lift/example#cloud-x86_64"'
+    expect "the plan resolved {arch} in the flake" "^installer-fixture: plan-compact: .*\"reference\": ?\"git\\+http://$RELEASE_ADDR/example\\.git#cloud-x86_64\""
     expect "firmware bios reaches the installer" '^installer-fixture: firmware=bios$'
     expect "the kernel command line came from kexec/run (nixos-images layout)" '^installer-fixture: booted .* nixos_lift\.layout=nixos-images'
+    # Stage 2: DHCP as in the stock image, then the whole install with the doubles.
+    expect "stage 2 restored DHCP with udhcpc (the stock image had DHCP)" '^nixos-lift: network: eth0: DHCP lease from udhcpc$'
+    expect_stage2_done cloud-x86_64
+    expect_stage2_install "$(plan_hostname)" cloud-x86_64
+    if grep -q 'efiSupport' "$RUN/records/run/nixos-lift/flake/nixos-lift-facts.nix" 2>/dev/null; then
+        fail "the facts module of a BIOS machine carries UEFI bootloader hints"
+    else
+        pass "the facts module of a BIOS machine has no UEFI bootloader hints"
+    fi
+    expect_webhook $WEBHOOK_DONE
     expect_disks_untouched
 }
 
@@ -149,6 +179,14 @@ check_aws-uefi() {
     expect "the plan says uefi" '^installer-fixture: plan-compact: .*"firmware": ?"uefi"'
     expect "the installer runs under UEFI" '^installer-fixture: firmware=uefi$'
     expect "the kernel command line came from kexec/manifest.json" '^installer-fixture: booted .* nixos_lift\.layout=manifest'
+    expect_stage2_done cloud-x86_64
+    expect_stage2_install "$(plan_hostname)" cloud-x86_64
+    if grep -q 'efiInstallAsRemovable = lib.mkDefault true' "$RUN/records/run/nixos-lift/flake/nixos-lift-facts.nix" 2>/dev/null; then
+        pass "the facts module carries the UEFI bootloader hints"
+    else
+        fail "the facts module lacks the UEFI bootloader hints"
+    fi
+    expect_webhook $WEBHOOK_DONE
     if grep -q '"PUT /latest/api/token' "$RUN/metadata.log" 2>/dev/null || grep -q '"method": *"PUT"' "$RUN/metadata.log"; then
         pass "stage 1 fetched an IMDSv2 token"
     else
@@ -173,13 +211,16 @@ check_digitalocean-static() {
     expect_download
     expect_kexec
     expect "the plan names the cloud: digitalocean" '^installer-fixture: plan-compact: .*"provider": ?"digitalocean"'
-    expect "the static link-local address is restored" '^installer-fixture: network: static 169\.254\.0\.77/16 on eth0'
-    expect "the droplet's public address is restored" '^installer-fixture: network: static 188\.166\.1\.2/18 on eth0'
-    expect "the static default route is restored" '^installer-fixture: network: route -4 default via 169\.254\.0\.2 dev eth0'
-    expect "no DHCP in the installer" '^installer-fixture: network restored from handoff \(dhcp=no\)'
-    expect "the installer fetched a URL from the host through the restored network" \
-        "^installer-fixture: probe http://$RELEASE_ADDR/probe.txt -> probe-ok $PROBE_TOKEN\$"
+    expect "stage 2 restored the static addresses and routes on the NIC found by MAC" \
+        '^nixos-lift: network: eth0 \(7a:9e:a4:00:00:01, was eth0\): [3-9] address\(es\), [1-9][0-9]* route\(s\)'
+    expect "the static link-local, public and anchor addresses are up after stage 2" \
+        '^installer-fixture: network after stage 2: .*eth0=169\.254\.0\.77/16.*eth0=188\.166\.1\.2/18.*eth0=10\.18\.0\.5/16'
+    expect_not "no DHCP in the installer" '^nixos-lift: network: .*udhcpc'
     expect "DNS reached the installer" '^installer-fixture: check: .*67\.207\.67\.2'
+    expect "stage 2 wrote the droplet's resolvers" '^nixos-lift: network: resolvers 67\.207\.67\.2 67\.207\.67\.3'
+    expect_stage2_done cloud-x86_64
+    expect_stage2_install "$(plan_hostname)" cloud-x86_64
+    expect_webhook $WEBHOOK_DONE
     expect_disks_untouched
 }
 
@@ -222,7 +263,11 @@ check_lockdown() {
 }
 
 # ---- 7. a second disk: the plan targets the root disk and leaves the other alone ------------
-scenario_second-disk() { VM_DATA_DISK=yes; }
+# Also fleet mode (`system:` set): stage 2 copies the prebuilt closure and never evaluates.
+scenario_second-disk() {
+    VM_DATA_DISK=yes
+    CONFIG_SYSTEM=$FLEET_SYSTEM
+}
 check_second-disk() {
     expect_download
     expect_kexec
@@ -231,5 +276,42 @@ check_second-disk() {
     expect "the plan reports the second disk as left alone" \
         '^installer-fixture: plan-compact: .*"other_disks": ?\[ ?\{ ?"path": ?"/dev/vdb", ?"reason": ?"[^"]+'
     expect_i "stage 1 says on the console that it leaves vdb alone" '^[^|]*vdb.*(left alone|leav|not the target|untouched)|^[^|]*(left alone|leav).*vdb'
+    expect "stage 2 composes in fleet mode" '^nixos-lift: \[4/8\] composing .* \(fleet mode: disko only\)'
+    expect_stage2_done cloud-x86_64
+    extract_records || return 0
+    expect_tool_order nix-eval nix-build disko-script nix-copy nixos-install
+    expect_argv nix copy --from "http://$RELEASE_ADDR/cache" --to "local?root=/mnt" "$FLEET_SYSTEM"
+    expect_argv nixos-install --root /mnt --system "$FLEET_SYSTEM" --no-root-passwd --no-channel-copy
+    if grep -qh 'toplevel' "$RUN/records/doubles/bin/records/"*-nix.argv; then
+        fail "fleet mode evaluated the system (a nix call names toplevel)"
+    else
+        pass "fleet mode: no evaluation of the system (no nix call names toplevel)"
+    fi
+    expect_no_secrets
+    expect_webhook $WEBHOOK_DONE
+    expect_disks_untouched
+}
+
+# ---- 8. nixos-install fails: banner, `failed` event, no reboot although reboot: true --------
+scenario_install-fails() {
+    CONFIG_REBOOT=true
+    VM_FIXTURE_CONTROL="fail-nixos-install=1"
+}
+check_install-fails() {
+    expect_kexec
+    expect "the fixture told the nixos-install double to fail" '^installer-fixture: control: fail-nixos-install=1$'
+    expect "stage 2 reached the install phase" '^nixos-lift: \[6/8\] installing cloud-x86_64 \(nixos-install\)'
+    expect "the failure line names the phase" '^nixos-lift: failed at \[6/8\] install: running nixos-install: exit status: 1'
+    expect "a banner names the phase" '^nixos-lift: INSTALL FAILED in phase install \(6/8\)$'
+    expect "the banner gives the reason" '^nixos-lift: reason: running nixos-install: exit status: 1$'
+    expect "the banner says the disk was touched" '^nixos-lift: the disk was partitioned and is not bootable: do not reboot into it'
+    expect "the banner shows the log's tail (the double's own error)" '^nixos-lift: \| nixos-install \(test double\): failing as told by control/fail-nixos-install$'
+    expect "stage 2 returned a failure to the installer instead of rebooting" '^installer-fixture: nixos-lift install exited 1$'
+    expect_not "no reboot" '^nixos-lift: \[8/8\] rebooting|^nixos-lift: done:'
+    expect "the installer stayed up after the failure (it printed its records)" '^installer-fixture: records-end$'
+    expect_webhook handoff:running network:running disk:running compose:running partition:running install:running install:failed
+    extract_records || return 0
+    expect_tool_order nix-eval nix-build nix-eval disko-script nixos-install
+    expect_no_secrets
     expect_disks_untouched
 }

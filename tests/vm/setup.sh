@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the simulated cloud needs, idempotently, on Debian or Ubuntu (as root):
 # QEMU (from bookworm-backports on Debian 12, to match the backports qemu-utils), a distro
-# kernel for the guests, busybox-static, cpio, OVMF, sfdisk/mke2fs and python3.
+# kernel for the guests, busybox-static, cpio, OVMF, sfdisk/mke2fs, python3, openssl (the
+# webhook receiver's test CA) and nix-bin (nix-instantiate parses what stage 2 generated).
 # Safe to run again: it only touches apt when something is missing.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
@@ -17,7 +18,7 @@ case "${ID:-}" in
 esac
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-packages=(qemu-system-x86 "$kernel_pkg" busybox-static cpio ovmf fdisk e2fsprogs python3 ca-certificates kmod)
+packages=(qemu-system-x86 "$kernel_pkg" busybox-static cpio ovmf fdisk e2fsprogs python3 ca-certificates kmod openssl nix-bin)
 missing=()
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
@@ -50,7 +51,7 @@ fi
 need_apt "${packages[@]}"
 
 # Every tool the harness calls, checked once so a missing one is named here, not mid-scenario.
-for tool in qemu-system-x86_64 busybox cpio sfdisk mke2fs python3 modprobe gzip sha256sum; do
+for tool in qemu-system-x86_64 busybox cpio sfdisk mke2fs python3 modprobe gzip sha256sum openssl nix-instantiate; do
     command -v "$tool" >/dev/null || { echo "tests/vm/setup.sh: $tool still missing" >&2; exit 1; }
 done
 ls /boot/vmlinuz-* >/dev/null 2>&1 || { echo "tests/vm/setup.sh: no kernel in /boot" >&2; exit 1; }

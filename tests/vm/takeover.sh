@@ -9,7 +9,7 @@
 #   bash tests/vm/takeover.sh list               the scenario names
 #
 # Options: --no-setup (skip tests/vm/setup.sh), -q (console only in the log file).
-# Environment: SIMCLOUD_TIMEOUT (seconds per VM, default 150), SIMCLOUD_CACHE (work dir),
+# Environment: SIMCLOUD_TIMEOUT (seconds per VM, default 300), SIMCLOUD_CACHE (work dir),
 # SIMCLOUD_FAKECLOUD (the metadata server script), SIMCLOUD_GUEST_COMMAND (run this in the
 # stock VM instead of `nixos-lift run`, to debug a VM setup; the checks then fail).
 # Exit status: 0 every scenario passed, 1 a scenario failed, 2 usage, 77 nothing could run
@@ -47,6 +47,7 @@ mkdir -p "$CACHE"
 pick_kernel
 build_agent
 build_fresh_initrd
+build_tls
 build_installer
 build_base_rootfs
 log "prepared in $(( $(date +%s) - start_all )) s: kernel $KVER, installer sha256 $INSTALLER_SHA256"
@@ -86,10 +87,12 @@ run_scenario() {
     echo "probe-ok $PROBE_TOKEN" >"$CACHE/www/probe.txt"
     start_metadata "$PROVIDER"
     start_release
+    start_webhook
     log "scenario $SCENARIO: provider $PROVIDER, metadata and release servers on 127.0.0.1:$METADATA_PORT/$RELEASE_PORT"
     if [ -f "$RUN/config.yaml" ]; then
         log "config:"
-        sed -n '2,$p' "$RUN/config.yaml" | sed 's/^/      /'
+        # Without this run's tokens (the checks look for them in everything the VM printed).
+        sed -n '2,$p' "$RUN/config.yaml" | sed -E 's/^( *("[^"]+"|webhook_token): ).*/\1<redacted>/; s/^/      /'
     fi
 
     local start before pid
