@@ -470,8 +470,13 @@ impl Stage<'_> {
             for line in network::apply(&plans)? {
                 self.line(&format!("nixos-lift: network: {line}"));
             }
-            for line in network::dhcp_without_systemd(&self.opts.root, &plans) {
+            let dhcp = network::dhcp_without_systemd(&self.opts.root, &plans);
+            for line in &dhcp {
                 self.line(&format!("nixos-lift: network: {line}"));
+            }
+            if !dhcp.is_empty() {
+                // A DHCP client's hook may flush the interface: put the static part back.
+                network::apply(&plans)?;
             }
         }
         let resolv = self.opts.under_root("/etc/resolv.conf");

@@ -228,9 +228,9 @@ pub fn dhcp_without_systemd(root: &Path, plans: &[IfacePlan]) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    // `dhcp` is DHCPv4: a static IPv6 address next to it (Hetzner's layout) still needs it.
-    let static_v4 = |p: &IfacePlan| p.addresses.iter().any(|a| !a.contains(':'));
-    for plan in plans.iter().filter(|p| p.dhcp && !static_v4(p)) {
+    // `dhcp` is DHCPv4, which brings the default route: static addresses next to it (Hetzner's
+    // IPv6, the address AWS's metadata publishes) do not replace it.
+    for plan in plans.iter().filter(|p| p.dhcp) {
         let Some((_, name, _)) = links
             .iter()
             .find(|(_, _, m)| m.as_deref() == Some(plan.mac.as_str()))

@@ -16,6 +16,8 @@ LOCK = threading.Lock()
 
 class Handler(BaseHTTPRequestHandler):
     log_path = ""
+    # Keep-alive: one TLS handshake per install, not one per event (slow under TCG).
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self):  # noqa: N802 - the base class's naming
         length = int(self.headers.get("Content-Length") or 0)
@@ -34,6 +36,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK, open(self.log_path, "a") as log:
             log.write(json.dumps(entry) + "\n")
         self.send_response(204)
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
