@@ -248,8 +248,10 @@ grep -q "no sha256 pinned for x86_64" "$work/inst-nopin.err" && ok "install.sh w
     fail "install.sh no pin: $(cat "$work/inst-nopin.err")"
 
 nobody_rc=0
-setpriv --reuid=65534 --regid=65534 --clear-groups sh packaging/install.sh --flake x#y \
-    --installer-url "$base/i.tar.gz" --installer-sha256 "$(printf '%064d' 5)" --agent-sha256 "$good" 2>"$work/nonroot.err" || nobody_rc=$?
+# The script comes on stdin, as with `curl | sh`: the checkout may be unreadable to nobody.
+setpriv --reuid=65534 --regid=65534 --clear-groups sh -s -- --flake x#y \
+    --installer-url "$base/i.tar.gz" --installer-sha256 "$(printf '%064d' 5)" --agent-sha256 "$good" \
+    <packaging/install.sh 2>"$work/nonroot.err" || nobody_rc=$?
 [ "$nobody_rc" -eq 1 ] && grep -q "refusing to run: root is required" "$work/nonroot.err" &&
     ok "install.sh refuses without root, clearly" || fail "non-root: exit $nobody_rc $(cat "$work/nonroot.err")"
 grep -q '"GET /nixos-lift-x86_64-linux' "$work/http.log" && ok "the agent came from the loopback server" ||
