@@ -65,6 +65,7 @@ log "image ready in $(($(date +%s) - t)) s: $IMAGE ($(sed -n 2p "$IMAGE/manifest
 mkdir -p "$CACHE/www"
 pick_kernel # the installer fixture's kernel (the host's); the stock image boots its own
 build_agent
+build_tls # the installer fixture trusts the test CA (stage 2 reports over HTTPS)
 build_installer
 cp "$AGENT" "$CACHE/www/nixos-lift-x86_64-linux"
 AGENT_SHA256=$(sha256sum "$AGENT" | cut -d' ' -f1)
