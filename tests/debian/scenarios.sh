@@ -144,6 +144,7 @@ check_takeover_chain() {
     expect_kexec
     expect "the handoff checks out in the installer" '^installer-fixture: handoff check exit 0$'
     expect "the plan targets the image's root disk by serial" "^installer-fixture: plan-compact: .*\"target\": ?\\{[^}]*\"serial\": ?\"$ROOT_SERIAL\""
+    expect "stage 2 ran to the end with the recording doubles" '^nixos-lift: done: installed git\+http://169\.254\.10\.10/example\.git#cloud-x86_64 on /dev/vda'
 }
 
 # ---- 1. Hetzner, BIOS: cloud-init to the installer ------------------------------------------
