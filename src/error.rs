@@ -49,11 +49,14 @@ pub enum Error {
         url: String,
         status: u16,
     },
-    /// The overall deadline of a network operation ran out.
-    #[error("{what}: no answer within the {}s deadline", after.as_secs_f32())]
+    /// The overall deadline of a network operation ran out; `last` is why the last attempt
+    /// failed, when one did (a timeout alone hides "connection refused").
+    #[error("{what}: no answer within the {}s deadline{}", after.as_secs_f32(),
+        last.as_deref().map(|l| format!(" (last attempt: {l})")).unwrap_or_default())]
     Timeout {
         what: String,
         after: std::time::Duration,
+        last: Option<String>,
     },
     #[error("reading {url}: refusing a body larger than {limit} bytes")]
     BodyTooLarge { url: String, limit: u64 },

@@ -181,13 +181,46 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, also_retry: &[u16]) -> 
     }
 }
 
-/// Connection errors and timeouts are transient; a malformed request is not.
+/// Connection errors and timeouts are transient; a malformed request, a refused redirect and a
+/// TLS peer that cannot be trusted (see [`tls_failure`]) are not.
 pub fn classify_error(err: &reqwest::Error) -> Outcome {
-    if err.is_builder() || err.is_redirect() {
+    if err.is_builder() || err.is_redirect() || tls_failure(err).is_some() {
         Outcome::Fatal
     } else {
         Outcome::Retry { after: None }
     }
+}
+
+/// The TLS handshake failed in a way another attempt cannot fix: the same server presents the
+/// same certificate (unknown issuer, expired, wrong name) and speaks the same protocol versions.
+/// Returns what to tell the user, e.g. "TLS certificate verification failed: invalid peer
+/// certificate: UnknownIssuer". Errors the peer may not repeat (a reset mid-handshake, a
+/// timeout) are left to the transient list.
+pub fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        match e.downcast_ref::<rustls::Error>() {
+            Some(tls @ rustls::Error::InvalidCertificate(_)) => {
+                return Some(format!("TLS certificate verification failed: {tls}"))
+            }
+            Some(
+                tls @ (rustls::Error::NoCertificatesPresented
+                | rustls::Error::UnsupportedNameType
+                | rustls::Error::PeerIncompatible(_)),
+            ) => return Some(format!("TLS handshake failed: {tls}")),
+            _ => {}
+        }
+        // rustls errors arrive wrapped in io::Errors (nested, from tokio-rustls and the
+        // connector), and io::Error::source() skips the wrapped error, so descend explicitly.
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare on metadata services and ignored).
@@ -379,7 +412,7 @@ impl Client {
     fn per_request(&self, req: &Request, deadline: Deadline) -> Result<Duration> {
         let per_request = self.policy.request_timeout.min(deadline.remaining());
         if per_request.is_zero() {
-            return Err(timeout(req, deadline));
+            return Err(timeout(req, deadline, None));
         }
         Ok(per_request)
     }
@@ -406,7 +439,7 @@ impl Client {
             .unwrap_or_else(|| self.policy.backoff(failures - 1));
         if pause >= deadline.remaining() {
             debug!(url = %req.url, attempts = failures, total_ms = started.elapsed().as_millis() as u64, "http: deadline leaves no room for another attempt");
-            return Err(timeout(req, deadline));
+            return Err(timeout(req, deadline, Some(why)));
         }
         tokio::time::sleep(pause).await;
         Ok(())
@@ -698,7 +731,7 @@ fn transport(req: &Request, err: &reqwest::Error) -> Failure {
             "{} {}: {}",
             req.method,
             req.url,
-            error_chain(err)
+            tls_failure(err).unwrap_or_else(|| error_chain(err))
         ))),
         _ => Failure::Transient(error_chain(err)),
     }
@@ -731,10 +764,11 @@ impl WithoutUrl for reqwest::Error {
     }
 }
 
-fn timeout(req: &Request, deadline: Deadline) -> Error {
+fn timeout(req: &Request, deadline: Deadline, last: Option<&str>) -> Error {
     Error::Timeout {
         what: format!("{} {}", req.method, req.url),
         after: deadline.budget(),
+        last: last.map(str::to_owned),
     }
 }
 
@@ -858,6 +892,25 @@ mod tests {
         assert!(redirect_refusal(&hops, &cdn, 5)
             .unwrap()
             .contains("more than 5 redirects"));
+    }
+
+    #[test]
+    fn tls_certificate_errors_are_found_inside_nested_io_errors() {
+        // The shape reqwest hands over: io::Error(Other, io::Error(InvalidData, rustls::Error)).
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped =
+            std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert_eq!(
+            tls_failure(&wrapped).as_deref(),
+            Some("TLS certificate verification failed: invalid peer certificate: UnknownIssuer")
+        );
+        let reset =
+            std::io::Error::other(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(tls_failure(&reset), None);
+        let alert = std::io::Error::other(rustls::Error::AlertReceived(
+            rustls::AlertDescription::InternalError,
+        ));
+        assert_eq!(tls_failure(&alert), None, "an alert may not repeat");
     }
 
     #[test]
