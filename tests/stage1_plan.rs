@@ -175,3 +175,66 @@ fn text_summary_lists_guards_and_exit_code_for_bad_config_is_78() {
     assert!(text.contains("REFUSED kexec-allowed"), "{text}");
     assert!(text.contains("target disk: /dev/sda"), "{text}");
 }
+
+#[test]
+fn a_stock_images_forced_command_root_key_is_skipped_with_a_note() {
+    // /root/.ssh/authorized_keys as cloud-init leaves it on a stock Debian image (its key with
+    // a forced command pointing at the default user), plus keys the owner did mean for root.
+    let ed25519 =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEunXUWoE3A6zk86TPr42nbDznvqip66kPipFRzqqkr4";
+    let debian = format!(
+        "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,command=\"echo 'Please login as \
+         the user \\\"debian\\\" rather than the user \\\"root\\\".';echo;sleep 10;exit 142\" \
+         {ed25519} cloud-init-key"
+    );
+    let from = format!("from=\"10.0.0.0/8\" {ed25519} ops-from-vpn");
+    let plain = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBCh5/yjJyl1QytVsfzC/y5SP3SNobbkSXkL1tAcRNOfsNtApSMHOBkudtzUlO8oP8lUNgRH4kZLxyVKETxQCh/k= ci";
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts/hetzner-x86_64");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir_all(root.join("root/.ssh")).unwrap();
+    std::fs::write(
+        root.join("root/.ssh/authorized_keys"),
+        format!("# written by cloud-init\n{debian}\n{from}\n{plain}\n"),
+    )
+    .unwrap();
+    let out = Command::cargo_bin("nixos-lift")
+        .unwrap()
+        .args(["plan", "--format", "json", "--config"])
+        .arg(config(dir.path(), "min_memory: 1GiB\n"))
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let plan: Plan =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(
+        plan.ssh_authorized_keys,
+        vec![from, plain.to_string()],
+        "{stderr}"
+    );
+    let note = stderr
+        .lines()
+        .find(|l| l.contains("SSH key 0 from /root/.ssh/authorized_keys"))
+        .unwrap_or_else(|| panic!("no note about the skipped key: {stderr}"));
+    assert!(
+        note.contains("INFO") && note.contains("command option"),
+        "{note}"
+    );
+    assert!(
+        !stderr.contains("WARN"),
+        "no warning on a stock image: {stderr}"
+    );
+    assert!(
+        !stderr.contains("Please login"),
+        "the forced command is not echoed: {stderr}"
+    );
+}
