@@ -4,23 +4,15 @@ tarball, probe files) on the host's loopback and logs one `METHOD PATH STATUS` l
 request, so a scenario can assert that nothing was downloaded. Not a metadata service:
 that is tests/fakecloud/server.py."""
 import argparse
-import os
-import threading
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 
-LOCK = threading.Lock()
+from httpd_common import LoggingHandlerMixin, serve
 
 
-class Handler(SimpleHTTPRequestHandler):
-    log_path = ""
-
+class Handler(LoggingHandlerMixin, SimpleHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
-        with LOCK, open(self.log_path, "a") as log:
-            log.write(f"{self.command} {self.path} {code}\n")
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
+        self.append_log(f"{self.command} {self.path} {code}")
 
 
 def main() -> None:
@@ -30,12 +22,7 @@ def main() -> None:
     ap.add_argument("--port-file", required=True)
     args = ap.parse_args()
     Handler.log_path = args.log
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=args.dir))
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    os.replace(tmp, args.port_file)
-    server.serve_forever()
+    serve(partial(Handler, directory=args.dir), args.port_file)
 
 
 if __name__ == "__main__":

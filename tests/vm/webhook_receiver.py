@@ -6,16 +6,12 @@ and the JSON body) and answers 204, so a scenario can check the events, their or
 bearer token. Standard library only."""
 import argparse
 import json
-import os
-import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-LOCK = threading.Lock()
+from httpd_common import LoggingHandlerMixin, serve
 
 
-class Handler(BaseHTTPRequestHandler):
-    log_path = ""
+class Handler(LoggingHandlerMixin, BaseHTTPRequestHandler):
     # Keep-alive: one TLS handshake per install, not one per event (slow under TCG).
     protocol_version = "HTTP/1.1"
 
@@ -33,14 +29,10 @@ class Handler(BaseHTTPRequestHandler):
             "content_type": self.headers.get("Content-Type"),
             "body": body,
         }
-        with LOCK, open(self.log_path, "a") as log:
-            log.write(json.dumps(entry) + "\n")
+        self.append_log(json.dumps(entry))
         self.send_response(204)
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
 
 
 def main() -> None:
@@ -52,15 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     Handler.log_path = args.log
     open(args.log, "w").close()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(args.cert, args.key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    tmp = args.port_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    os.replace(tmp, args.port_file)
-    server.serve_forever()
+    serve(Handler, args.port_file, cert=args.cert, key=args.key)
 
 
 if __name__ == "__main__":
