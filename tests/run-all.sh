@@ -2,7 +2,7 @@
 # Runs every test suite under tests/suite/ in order and prints one summary line.
 # This is the README's test command; .ci/run calls it.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 passed=0
 failed=0

@@ -1,6 +1,9 @@
 # The Debian image scenarios, sourced by tests/debian/takeover.sh (after tests/vm/lib.sh and
 # tests/vm/scenarios.sh, whose servers, config writer and assertions they reuse).
 # shellcheck shell=bash
+# Sourced: the scenario functions set variables tests/vm/lib.sh reads, and read the ones the
+# takeover script and tests/vm/lib.sh set (quiet, IMAGE, AGENT_SHA256, ...).
+# shellcheck disable=SC2034,SC2154
 
 DEBIAN_SCENARIOS="hetzner-bios ec2-uefi wrong-agent-sha256"
 
@@ -25,12 +28,10 @@ render_user_data() {
 # boot_debian: the stock image on a fresh qcow2 overlay (the cached base stays read-only), with
 # the serial console in $RUN/console.log. Sets VM_STATUS (QEMU's exit status; 124 on timeout).
 boot_debian() {
-    local netdev relay="python3 $VM_SRC/relay.py" args s
+    local netdev args s
     # 8 GiB like a small cloud disk (the base is just big enough for its files; stage 1 wants 4 GiB).
     qemu-img create -q -f qcow2 -F qcow2 -b "$IMAGE/disk.qcow2" "$RUN/root.qcow2" 8G
-    netdev="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
-    netdev+=",guestfwd=tcp:$METADATA_ADDR:80-cmd:$relay $METADATA_PORT"
-    netdev+=",guestfwd=tcp:$RELEASE_ADDR:80-cmd:$relay $RELEASE_PORT"
+    netdev=$(simcloud_netdev)
     args=(-accel tcg -smp "$VM_SMP" -m "$VM_MEMORY" -nodefaults -display none -serial stdio -no-reboot
         -pidfile "$RUN/qemu.pid"
         -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$VM_MAC"
@@ -59,11 +60,7 @@ boot_debian() {
 
 # run_debian_scenario NAME: servers, user-data, one boot, the checks. Adds to FAILS and RESULTS.
 run_debian_scenario() {
-    SCENARIO=$1
-    RUN=$CACHE/runs/$SCENARIO
-    rm -rf "$RUN" && mkdir -p "$RUN"
-    debian_defaults
-    "debian_$SCENARIO"
+    begin_scenario "$1" debian_defaults debian
     render_user_data
     echo "probe-ok $SCENARIO" >"$CACHE/www/probe.txt"
     PROBE_TOKEN=$SCENARIO
@@ -71,7 +68,7 @@ run_debian_scenario() {
     start_release
     log "scenario $SCENARIO: provider $PROVIDER, metadata and release servers on 127.0.0.1:$METADATA_PORT/$RELEASE_PORT"
 
-    local start before pid
+    local start before
     start=$(date +%s)
     boot_debian
     VM_SECONDS=$(($(date +%s) - start))
@@ -83,39 +80,12 @@ run_debian_scenario() {
         124) fail "the VM finished within ${VM_TIMEOUT}s" ;;
         *) fail "QEMU exited with status $VM_STATUS" ;;
     esac
-    for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    _pids=()
-    if [ "$FAILS" = "$before" ]; then
-        RESULTS+=("PASS $SCENARIO (${VM_SECONDS} s in the VM)")
-    else
-        RESULTS+=("FAIL $SCENARIO (${VM_SECONDS} s in the VM)")
-        if [ "$quiet" = yes ]; then
-            log "scenario $SCENARIO: last 80 lines of the serial console:"
-            tail -n 80 "$RUN/console.log" | sed 's/^/    | /'
-        fi
-    fi
+    end_scenario "$before" 80 " (${VM_SECONDS} s in the VM)"
 }
 
 # ---- assertions on the host-side logs -------------------------------------------------------
 
-# metadata_requests PATH_ERE AGENT_ERE: how many requests for a path matching PATH_ERE, answered
-# 200, came from a client whose User-Agent matches AGENT_ERE.
-metadata_requests() {
-    python3 - "$RUN/metadata.log" "$1" "$2" <<'PY'
-import json, re, sys
-n = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    if re.search(sys.argv[2], r["path"]) and r["status"] == 200 and re.search(sys.argv[3], r["headers"].get("user-agent", "")):
-        n += 1
-print(n)
-PY
-}
-expect_metadata() {
-    local n
-    n=$(metadata_requests "$2" "$3")
-    if [ "$n" -gt 0 ]; then pass "$1 ($n requests)"; else fail "$1 (no 200 for /$2/ from /$3/ in metadata.log)"; fi
-}
+# metadata_requests and expect_metadata, which read the metadata server's log: tests/vm/lib.sh.
 expect_release() {
     if grep -Eq "^GET $2 200" "$RUN/release.log"; then pass "$1"; else fail "$1 (release.log: $(tr '\n' ';' <"$RUN/release.log"))"; fi
 }
@@ -157,12 +127,7 @@ check_debian_hetzner-bios() {
 
 # ---- 2. EC2, IMDSv2, UEFI (OVMF): the same chain ---------------------------------------------
 debian_ec2-uefi() {
-    PROVIDER=aws
-    # ds-identify and cloud-init's identify_aws: the uuid starts with ec2 and equals the serial.
-    VM_SMBIOS=("type=1,manufacturer=Amazon EC2,product=t3.small,version=1.0,serial=ec2e1916-9099-7caf-fd21-0123456789ab,uuid=ec2e1916-9099-7caf-fd21-0123456789ab"
-        "type=3,manufacturer=Amazon EC2,asset=i-0abc123def4567890")
-    VM_MAC=0a:1b:2c:3d:4e:01 # the NIC in tests/fixtures/metadata/aws
-    VM_FIRMWARE=uefi
+    aws_instance
     # An instance without IPv6, as many are: slirp has no DHCPv6 server, and with `ipv6s` in the
     # metadata cloud-init's network config asks ifupdown for DHCPv6, whose dhclient -6 then holds
     # networking.service for minutes.
@@ -174,15 +139,8 @@ debian_ec2-uefi() {
 }
 check_debian_ec2-uefi() {
     check_takeover_chain 'DataSourceEc2(Local)?' '^/[^/]+/user-data$' '^/latest/meta-data'
-    if python3 -c '
-import json, sys
-puts = [r for r in map(json.loads, open(sys.argv[1])) if r["method"] == "PUT" and r["path"] == "/latest/api/token" and r["status"] == 200]
-agents = {r["headers"].get("user-agent", "").split("/")[0] for r in puts}
-sys.exit(0 if {"Cloud-Init", "nixos-lift"} <= agents else 1)' "$RUN/metadata.log"; then
-        pass "cloud-init and the agent both took an IMDSv2 token"
-    else
-        fail "an IMDSv2 token PUT from cloud-init and from the agent (metadata.log)"
-    fi
+    expect_metadata "cloud-init took an IMDSv2 token" '^/latest/api/token$' '^Cloud-Init/' PUT
+    expect_metadata "the agent took an IMDSv2 token" '^/latest/api/token$' '^nixos-lift/' PUT
     expect "the plan names the cloud: aws" '^installer-fixture: plan-compact: .*"provider": ?"aws"'
     expect "the plan carries the instance id from IMDSv2" '^installer-fixture: plan-compact: .*"instance_id": ?"i-0abc123def4567890"'
     expect "the installer runs under UEFI" '^installer-fixture: firmware=uefi$'

@@ -35,27 +35,7 @@ _debimg_cleanup() {
 }
 trap _debimg_cleanup EXIT
 
-setup=yes
-quiet=no
-wanted=()
-for arg in "$@"; do
-    case $arg in
-        --no-setup) setup=no ;;
-        -q) quiet=yes ;;
-        list) echo "$DEBIAN_SCENARIOS" | tr ' ' '\n'; exit 0 ;;
-        all) wanted+=($DEBIAN_SCENARIOS) ;;
-        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *)
-            if [[ " $DEBIAN_SCENARIOS " == *" $arg "* ]]; then
-                wanted+=("$arg")
-            else
-                echo "takeover.sh: unknown scenario '$arg' (one of: $DEBIAN_SCENARIOS, all)" >&2
-                exit 2
-            fi
-            ;;
-    esac
-done
-[ ${#wanted[@]} -gt 0 ] || { echo "usage: tests/debian/takeover.sh [--no-setup] [-q] SCENARIO...|all|list" >&2; exit 2; }
+parse_takeover_args "$DEBIAN_SCENARIOS" "$@"
 
 start_all=$(date +%s)
 [ "$setup" = yes ] && bash "$REPO_ROOT/tests/vm/setup.sh"

@@ -9,6 +9,7 @@
 #   <bin>/records/NNN-<tool>.files  files they were handed (paths, modes, contents)
 #   <bin>/control/fail-<tool>       if present: exit with the status it holds
 #   <bin>/control/<tool>.out        if present: print it instead of the default answer
+# shellcheck shell=sh
 
 double_bin=$(cd "$(dirname "$0")" && pwd)
 double_records=$double_bin/records
@@ -19,6 +20,7 @@ mkdir -p "$double_records"
 double_record() {
     tool=$1
     shift
+    # shellcheck disable=SC2010 # the directory holds only our own NNN-tool.* names
     n=$(ls "$double_records" | grep -c '\.argv$' || true)
     double_prefix=$double_records/$(printf '%03d' "$n")-$tool
     : >"$double_prefix.argv"

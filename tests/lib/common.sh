@@ -1,5 +1,6 @@
 # Shared helpers for the test suites: idempotent installs and small assertions.
 # Source it; it does not change shell options of the caller.
+# shellcheck shell=bash
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export REPO_ROOT

@@ -8,6 +8,8 @@
 #                        (also the flake host and substituter stage 2 waits for)
 #   169.254.10.11:443    the progress webhook (HTTPS)      -> tests/vm/webhook_receiver.py
 # shellcheck shell=bash
+# Sourced: it sets variables its callers read (INSTALLER_SHA256, setup, ...).
+# shellcheck disable=SC2034
 
 VM_SRC=$REPO_ROOT/tests/vm
 CACHE=${SIMCLOUD_CACHE:-$VM_SRC/.cache}
@@ -274,8 +276,7 @@ PY
 
 # wait_port_file FILE: prints the port a server wrote there.
 wait_port_file() {
-    local i
-    for i in $(seq 200); do
+    for _ in $(seq 200); do
         [ -s "$1" ] && { cat "$1"; return 0; }
         sleep 0.1
     done
@@ -315,11 +316,8 @@ start_webhook() {
 # serial console in $RUN/console.log and on stdout. Sets VM_STATUS (QEMU's exit status; 124 on
 # timeout).
 boot_vm() {
-    local netdev relay="python3 $VM_SRC/relay.py" args
-    netdev="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
-    netdev+=",guestfwd=tcp:$METADATA_ADDR:80-cmd:$relay $METADATA_PORT"
-    netdev+=",guestfwd=tcp:$RELEASE_ADDR:80-cmd:$relay $RELEASE_PORT"
-    netdev+=",guestfwd=tcp:$WEBHOOK_ADDR:443-cmd:$relay $WEBHOOK_PORT"
+    local netdev args
+    netdev=$(simcloud_netdev)
     args=(-accel tcg -smp 1 -m "$VM_MEMORY" -nodefaults -display none -serial stdio -no-reboot
         -pidfile "$RUN/qemu.pid"
         -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$VM_MAC")
@@ -570,3 +568,110 @@ expect_stage2_install() {
 
 # plan_hostname: the host name in stage 1's plan, as the installer fixture printed it.
 plan_hostname() { console_value "installer-fixture: plan-compact: " | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostname"])' 2>/dev/null; }
+
+# ---- shared by tests/vm/takeover.sh and tests/debian/takeover.sh ----------------------------
+
+# parse_takeover_args SCENARIOS ARG...: the takeover scripts' command line. Sets setup (yes|no),
+# quiet (yes|no) and wanted (the scenarios to run, from SCENARIOS); prints the help (the
+# script's header comment), the scenario list or a usage error and exits where the line asks.
+parse_takeover_args() {
+    local all=$1 prog arg names
+    shift
+    prog=${0#"$REPO_ROOT"/}
+    setup=yes
+    quiet=no
+    wanted=()
+    for arg in "$@"; do
+        case $arg in
+            --no-setup) setup=no ;;
+            -q) quiet=yes ;;
+            list) echo "$all" | tr ' ' '\n'; exit 0 ;;
+            all) read -ra names <<<"$all" && wanted+=("${names[@]}") ;;
+            -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+            *)
+                if [[ " $all " == *" $arg "* ]]; then
+                    wanted+=("$arg")
+                else
+                    echo "$prog: unknown scenario '$arg' (one of: $all, all)" >&2
+                    exit 2
+                fi
+                ;;
+        esac
+    done
+    [ ${#wanted[@]} -gt 0 ] || { echo "usage: $prog [--no-setup] [-q] SCENARIO...|all|list" >&2; exit 2; }
+}
+
+# simcloud_netdev: QEMU's -netdev for the network described at the top of this file: slirp,
+# restricted to the guestfwd relays to this scenario's servers (the webhook's once started).
+simcloud_netdev() {
+    local relay="python3 $VM_SRC/relay.py" netdev
+    netdev="user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.0.2,dhcpstart=169.254.0.15"
+    netdev+=",guestfwd=tcp:$METADATA_ADDR:80-cmd:$relay $METADATA_PORT"
+    netdev+=",guestfwd=tcp:$RELEASE_ADDR:80-cmd:$relay $RELEASE_PORT"
+    [ -z "${WEBHOOK_PORT:-}" ] || netdev+=",guestfwd=tcp:$WEBHOOK_ADDR:443-cmd:$relay $WEBHOOK_PORT"
+    echo "$netdev"
+}
+
+# begin_scenario NAME DEFAULTS PREFIX: sets SCENARIO and a fresh run directory RUN, then the
+# scenario's variables: the function DEFAULTS, then PREFIX_NAME.
+begin_scenario() {
+    SCENARIO=$1
+    RUN=$CACHE/runs/$SCENARIO
+    rm -rf "$RUN" && mkdir -p "$RUN"
+    "$2"
+    "$3_$SCENARIO"
+}
+
+# end_scenario BEFORE TAIL [NOTE [FAIL_NOTE]]: stops this scenario's servers and adds PASS or
+# FAIL (FAILS was BEFORE when its checks began) to RESULTS, with NOTE (and FAIL_NOTE) appended;
+# under -q a failure also shows the serial console's last TAIL lines.
+end_scenario() {
+    local before=$1 lines=$2 note=${3:-} fail_note=${4:-} pid
+    for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    _pids=()
+    if [ "$FAILS" = "$before" ]; then
+        RESULTS+=("PASS $SCENARIO$note")
+        return 0
+    fi
+    RESULTS+=("FAIL $SCENARIO$note$fail_note")
+    if [ "$quiet" = yes ]; then
+        log "scenario $SCENARIO: last $lines lines of the serial console:"
+        tail -n "$lines" "$RUN/console.log" | sed 's/^/    | /'
+    fi
+}
+
+# expect_not_in_file WHAT FILE TEXT: FILE exists and does not contain TEXT (a fixed string).
+expect_not_in_file() {
+    if [ ! -f "$2" ]; then
+        fail "$1 (no ${2#"$RUN"/})"
+    elif grep -qF -- "$3" "$2"; then
+        fail "$1 ('$3' in ${2#"$RUN"/})"
+    else
+        pass "$1"
+    fi
+}
+
+# facts_module: the facts module stage 2 generated, as the installer fixture's records hold it.
+facts_module() { echo "$RUN/records/run/nixos-lift/flake/nixos-lift-facts.nix"; }
+
+# metadata_requests PATH_ERE AGENT_ERE [METHOD]: how many METHOD (default GET) requests for a
+# path matching PATH_ERE, answered 200, came from a client whose User-Agent matches AGENT_ERE
+# (the metadata server's JSON log).
+metadata_requests() {
+    python3 - "$RUN/metadata.log" "$1" "$2" "${3:-GET}" <<'PY'
+import json, re, sys
+n = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if (r["method"] == sys.argv[4] and re.search(sys.argv[2], r["path"]) and r["status"] == 200
+            and re.search(sys.argv[3], r["headers"].get("user-agent", ""))):
+        n += 1
+print(n)
+PY
+}
+# expect_metadata WHAT PATH_ERE AGENT_ERE [METHOD]: at least one such request (metadata_requests).
+expect_metadata() {
+    local n
+    n=$(metadata_requests "$2" "$3" "${4:-GET}")
+    if [ "$n" -gt 0 ]; then pass "$1 ($n requests)"; else fail "$1 (no ${4:-GET} answered 200 for /$2/ from /$3/ in metadata.log)"; fi
+}

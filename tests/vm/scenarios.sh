@@ -2,6 +2,8 @@
 # describes the VM (cloud, firmware, memory, disks, network, config), and `check_NAME` asserts
 # on the serial console and the host-side logs after the run.
 # shellcheck shell=bash
+# Sourced: the scenario functions set the variables tests/vm/lib.sh and takeover.sh read.
+# shellcheck disable=SC2034
 
 SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static wrong-sha256 low-memory lockdown second-disk install-fails"
 
@@ -54,6 +56,16 @@ scenario_defaults() {
     # Secrets of this run: each must reach only where it belongs, never the console or argv.
     WEBHOOK_TOKEN=whk-simcloud-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
     ACCESS_TOKEN=ghp_simcloud$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+}
+
+# aws_instance: the EC2 t3.small of tests/fixtures/metadata/aws, under UEFI (OVMF). The uuid
+# starts with ec2 and equals the serial, as ds-identify and cloud-init's identify_aws want.
+aws_instance() {
+    PROVIDER=aws
+    VM_SMBIOS=("type=1,manufacturer=Amazon EC2,product=t3.small,version=1.0,serial=ec2e1916-9099-7caf-fd21-0123456789ab,uuid=ec2e1916-9099-7caf-fd21-0123456789ab"
+        "type=3,manufacturer=Amazon EC2,asset=i-0abc123def4567890")
+    VM_MAC=0a:1b:2c:3d:4e:01 # the NIC in tests/fixtures/metadata/aws
+    VM_FIRMWARE=uefi
 }
 
 # write_config FILE: the config the stock image runs with (the one place it is written).
@@ -151,22 +163,14 @@ check_hetzner() {
     expect "stage 2 restored DHCP with udhcpc (the stock image had DHCP)" '^nixos-lift: network: eth0: DHCP lease from udhcpc$'
     expect_stage2_done cloud-x86_64
     expect_stage2_install "$(plan_hostname)" cloud-x86_64
-    if grep -q 'efiSupport' "$RUN/records/run/nixos-lift/flake/nixos-lift-facts.nix" 2>/dev/null; then
-        fail "the facts module of a BIOS machine carries UEFI bootloader hints"
-    else
-        pass "the facts module of a BIOS machine has no UEFI bootloader hints"
-    fi
+    expect_not_in_file "the facts module of a BIOS machine has no UEFI bootloader hints" "$(facts_module)" efiSupport
     expect_webhook $WEBHOOK_DONE
     expect_disks_untouched
 }
 
 # ---- 2. AWS, IMDSv2, UEFI (OVMF): firmware uefi reaches the installer -----------------------
 scenario_aws-uefi() {
-    PROVIDER=aws
-    VM_SMBIOS=("type=1,manufacturer=Amazon EC2,product=t3.small,version=1.0,serial=ec2e1916-9099-7caf-fd21-0123456789ab,uuid=ec2e1916-9099-7caf-fd21-0123456789ab"
-        "type=3,manufacturer=Amazon EC2,asset=i-0abc123def4567890")
-    VM_MAC=0a:1b:2c:3d:4e:01 # the NIC in tests/fixtures/metadata/aws
-    VM_FIRMWARE=uefi
+    aws_instance
     INSTALLER_FILE=installer-manifest-x86_64.tar.gz
     INSTALLER_LAYOUT=manifest
     CONFIG_SHA256=$INSTALLER_MANIFEST_SHA256
@@ -181,17 +185,9 @@ check_aws-uefi() {
     expect "the kernel command line came from kexec/manifest.json" '^installer-fixture: booted .* nixos_lift\.layout=manifest'
     expect_stage2_done cloud-x86_64
     expect_stage2_install "$(plan_hostname)" cloud-x86_64
-    if grep -q 'efiInstallAsRemovable = lib.mkDefault true' "$RUN/records/run/nixos-lift/flake/nixos-lift-facts.nix" 2>/dev/null; then
-        pass "the facts module carries the UEFI bootloader hints"
-    else
-        fail "the facts module lacks the UEFI bootloader hints"
-    fi
+    expect_in_file "the facts module carries the UEFI bootloader hints" "$(facts_module)" 'efiInstallAsRemovable = lib.mkDefault true'
     expect_webhook $WEBHOOK_DONE
-    if grep -q '"PUT /latest/api/token' "$RUN/metadata.log" 2>/dev/null || grep -q '"method": *"PUT"' "$RUN/metadata.log"; then
-        pass "stage 1 fetched an IMDSv2 token"
-    else
-        fail "stage 1 never PUT /latest/api/token"
-    fi
+    expect_metadata "stage 1 took an IMDSv2 token" '^/latest/api/token$' '^nixos-lift/' PUT
     expect_disks_untouched
 }
 

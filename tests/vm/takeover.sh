@@ -19,27 +19,7 @@ source "$(dirname "$0")/../lib/common.sh"
 source "$REPO_ROOT/tests/vm/lib.sh"
 source "$REPO_ROOT/tests/vm/scenarios.sh"
 
-setup=yes
-quiet=no
-wanted=()
-for arg in "$@"; do
-    case $arg in
-        --no-setup) setup=no ;;
-        -q) quiet=yes ;;
-        list) echo "$SCENARIOS" | tr ' ' '\n'; exit 0 ;;
-        all) wanted+=($SCENARIOS) ;;
-        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
-        *)
-            if [[ " $SCENARIOS " == *" $arg "* ]]; then
-                wanted+=("$arg")
-            else
-                echo "takeover.sh: unknown scenario '$arg' (one of: $SCENARIOS, all)" >&2
-                exit 2
-            fi
-            ;;
-    esac
-done
-[ ${#wanted[@]} -gt 0 ] || { echo "usage: takeover.sh [--no-setup] [-q] SCENARIO...|all|list" >&2; exit 2; }
+parse_takeover_args "$SCENARIOS" "$@"
 
 start_all=$(date +%s)
 [ "$setup" = yes ] && bash "$REPO_ROOT/tests/vm/setup.sh"
@@ -76,11 +56,7 @@ build_stock_disks() {
 
 # run_scenario NAME: one VM boot with its servers, then its checks. Adds to FAILS and RESULTS.
 run_scenario() {
-    SCENARIO=$1
-    RUN=$CACHE/runs/$SCENARIO
-    rm -rf "$RUN" && mkdir -p "$RUN"
-    scenario_defaults
-    "scenario_$SCENARIO"
+    begin_scenario "$1" scenario_defaults scenario
     [ "$VM_BOOT" = disk ] && build_stock_disks
 
     PROBE_TOKEN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -95,7 +71,7 @@ run_scenario() {
         sed -n '2,$p' "$RUN/config.yaml" | sed -E 's/^( *("[^"]+"|webhook_token): ).*/\1<redacted>/; s/^/      /'
     fi
 
-    local start before pid
+    local start before
     start=$(date +%s)
     if [ "$quiet" = yes ]; then boot_vm >/dev/null; else boot_vm; fi
     log "scenario $SCENARIO: VM ran $(($(date +%s) - start)) s; checks:"
@@ -106,18 +82,7 @@ run_scenario() {
         124) fail "the VM finished within ${VM_TIMEOUT}s" ;;
         *) fail "QEMU exited with status $VM_STATUS" ;;
     esac
-
-    for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    _pids=()
-    if [ "$FAILS" = "$before" ]; then
-        RESULTS+=("PASS $SCENARIO")
-    else
-        RESULTS+=("FAIL $SCENARIO (transcript: $RUN/console.log)")
-        if [ "$quiet" = yes ]; then
-            log "scenario $SCENARIO: last 60 lines of the serial console:"
-            tail -n 60 "$RUN/console.log" | sed 's/^/    | /'
-        fi
-    fi
+    end_scenario "$before" 60 "" " (transcript: $RUN/console.log)"
 }
 
 RESULTS=()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Lint of the test harness and the packaging scripts: shellcheck (warnings and errors, following
+# sourced files from each script's own directory) over every tracked shell script, by name (*.sh)
+# or by shebang (the guests' /init scripts, .ci/run), and pyflakes over every tracked Python file.
+# A check whose code is right says so where it is: `# shellcheck disable=SCxxxx # why`.
+set -euo pipefail
+# shellcheck source=tests/lib/common.sh
+source "$(dirname "$0")/../lib/common.sh"
+cd "$REPO_ROOT"
+need_apt shellcheck python3-pyflakes
+
+scripts=()
+while IFS= read -r f; do
+    case $f in
+        *.sh) scripts+=("$f") ;;
+        *) [ -f "$f" ] && head -n1 "$f" | grep -qE '^#!.*(/|env )(ba|da)?sh\b' && scripts+=("$f") ;;
+    esac
+done < <(git ls-files)
+shellcheck --external-sources --source-path=SCRIPTDIR --severity=warning "${scripts[@]}"
+echo "ok   shellcheck: ${#scripts[@]} shell scripts clean"
+
+mapfile -t python < <(git ls-files '*.py')
+# Debian's pyflakes belongs to the system python3, whatever python3 comes first on PATH.
+/usr/bin/python3 -m pyflakes "${python[@]}"
+echo "ok   pyflakes: ${#python[@]} Python files clean"
