@@ -61,7 +61,7 @@ pub enum Error {
     #[error("reading {url}: refusing a body larger than {limit} bytes")]
     BodyTooLarge { url: String, limit: u64 },
     /// A metadata service answered, but with something unusable; `reason` is stable
-    /// (`metadata-invalid`, `metadata-disabled`, `metadata-mismatch`).
+    /// (`metadata-invalid`, `metadata-disabled`, `metadata-unauthorized`, `metadata-mismatch`).
     #[error("reading {provider} metadata: {message}")]
     Metadata {
         provider: &'static str,

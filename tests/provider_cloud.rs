@@ -253,6 +253,95 @@ fn aws_token_refused_means_imds_disabled() {
 }
 
 #[test]
+fn aws_expired_token_is_refreshed_once() {
+    let fake = Fake::start("aws", &["--fault", "token-expired:1@instance-id"]);
+    let run = detect(
+        &host("aws-nitro-x86_64"),
+        &["--metadata-base", &fake.base()],
+    );
+    let c = run.cloud();
+    assert_eq!(c["instance_id"], "i-0abc123def4567890");
+    assert!(strs(&c["notes"]).is_empty(), "{}", c["notes"]);
+    let reqs = fake.requests();
+    let puts: Vec<usize> = (0..reqs.len())
+        .filter(|&i| reqs[i]["method"] == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 2, "one token, then one fresh token: {reqs:?}");
+    let expired = reqs
+        .iter()
+        .position(|r| r["fault"] == "token-expired")
+        .unwrap();
+    assert!(puts[0] < expired && expired < puts[1], "{reqs:?}");
+    let token = |r: &Value| {
+        r["headers"]["x-aws-ec2-metadata-token"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let after = &reqs[puts[1] + 1];
+    assert!(
+        token(after).is_some() && token(after) != token(&reqs[expired]),
+        "{after}"
+    );
+    assert!(
+        run.stderr.contains("expired or was revoked"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn aws_token_rejected_again_after_a_refresh_fails_clearly() {
+    let fake = Fake::start("aws", &["--fault", "token-expired"]);
+    let run = detect(
+        &host("aws-nitro-x86_64"),
+        &["--metadata-base", &fake.base(), "--metadata-timeout", "20"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("answered 401 even with a fresh IMDSv2 token"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("metadata-unauthorized"),
+        "{}",
+        run.stderr
+    );
+    let puts = fake
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "PUT")
+        .count();
+    assert_eq!(puts, 2, "the token is refreshed once, not in a loop");
+    assert!(run.elapsed < Duration::from_secs(10), "{:?}", run.elapsed);
+}
+
+#[test]
+fn aws_imdsv1_fallback_answered_401_says_why() {
+    let fake = Fake::start(
+        "aws",
+        &["--fault", "imdsv1-only", "--fault", "token-expired"],
+    );
+    let run = detect(
+        &host("aws-nitro-x86_64"),
+        &["--metadata-base", &fake.base()],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the service wants a token it does not issue"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("metadata-unauthorized"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn gcp_keys_zone_and_machine_type() {
     let (c, fake, _) = cloud_of("gcp", "gcp", &[]);
     assert_basics(

@@ -1,5 +1,12 @@
-//! AWS EC2 IMDS: IMDSv2 (a token from `PUT /latest/api/token`, sent on every GET); IMDSv1 only
-//! where the token endpoint does not exist, noted as `imdsv1-fallback`.
+//! AWS EC2 IMDS: IMDSv2 (a token from `PUT /latest/api/token`, sent on every GET). The PUT's
+//! status decides the rest (AWS's documented IMDS error codes):
+//! - 403: IMDS is turned off for the instance (or the request was refused): fatal, with the fix;
+//! - 404 or 405: no token endpoint here. AWS's IMDS always has one (it answers 405 only to a
+//!   method other than PUT), so this is an EC2-compatible IMDSv1-only service: read without a
+//!   token, noted as `imdsv1-fallback`. If those GETs then answer 401, the service wants a token
+//!   it does not issue, and the error says so.
+//! - a GET answering 401 with a token means the token expired or was revoked: fetch a new one
+//!   and read again, once; a second 401 is fatal.
 
 use serde::Deserialize;
 
@@ -23,7 +30,7 @@ async fn token(ctx: &Ctx<'_>) -> Result<Option<String>> {
             }
             Ok(Some(t))
         }
-        // 404/405: no token endpoint, i.e. no IMDSv2 here.
+        // 404/405: no token endpoint, i.e. an IMDSv1-only EC2-compatible service.
         Ok(None) | Err(Error::Http { status: 405, .. }) => Ok(None),
         Err(Error::Http { status: 403, .. }) => Err(Error::Metadata {
             provider: "aws",
@@ -44,8 +51,48 @@ struct Identity {
 }
 
 pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<Metadata> {
+    let first = token(ctx).await?;
+    let had_token = first.is_some();
+    match read(ctx, first).await {
+        Err(Error::Http {
+            status: 401,
+            method,
+            url,
+        }) if !had_token => Err(unauthorized(format!(
+            "{method} {url} answered 401 without a token, yet the IMDSv2 token PUT found no \
+             endpoint (404 or 405): the service wants a token it does not issue"
+        ))),
+        Err(Error::Http { status: 401, .. }) => {
+            tracing::info!(
+                "IMDS answered 401: the IMDSv2 token expired or was revoked; fetching a new one \
+                 and reading again"
+            );
+            match read(ctx, token(ctx).await?).await {
+                Err(Error::Http {
+                    status: 401,
+                    method,
+                    url,
+                }) => Err(unauthorized(format!(
+                    "{method} {url} answered 401 even with a fresh IMDSv2 token"
+                ))),
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+fn unauthorized(message: String) -> Error {
+    Error::Metadata {
+        provider: "aws",
+        reason: "metadata-unauthorized",
+        message,
+    }
+}
+
+/// Reads the instance's metadata with `token` (IMDSv1 without one).
+async fn read(ctx: &Ctx<'_>, token: Option<String>) -> Result<Metadata> {
     let mut notes = Vec::new();
-    let token = token(ctx).await?;
     if token.is_none() {
         tracing::warn!("IMDSv2 token endpoint absent; falling back to IMDSv1");
         notes.push("imdsv1-fallback".to_owned());

@@ -38,6 +38,8 @@ Usage:
                           wrong-content-type  the body is served as text/html
                           token-refused       the token PUT answers 403 (aws: IMDS disabled)
                           imdsv1-only         aws: no token endpoint (404), GETs need no token
+                          token-expired       aws: a GET answers 401 and every token issued so far
+                                              is forgotten (as if expired), so only a new PUT helps
     --hang SECONDS      how long `timeout` holds a request [default: 30]
     --log FILE          append one JSON line per request: method, path, query, headers, status, fault
 
@@ -336,6 +338,9 @@ class Handler(BaseHTTPRequestHandler):
         st = self.state
         p = st.provider
         h = self.headers
+        if p == "aws" and "/api/token" not in path and st.fault_for(path, {"token-expired"}):
+            st.tokens.clear()
+            return (401, b"unauthorized\n", None, (), "token-expired")
         if p == "aws" and not st.has_fault("imdsv1-only") and "/api/token" not in path:
             if h.get("X-aws-ec2-metadata-token") not in st.tokens:
                 return (401, b"unauthorized\n")
