@@ -71,6 +71,17 @@ fn tls_server(cert: CertificateDer<'static>, key: &KeyPair) -> (SocketAddr, Seen
     (addr, seen)
 }
 
+/// What the server saw, once it has logged the connections the client made (it records each
+/// handshake's outcome as the client hangs up, which can be just after the client exits).
+fn settled(seen: &Seen) -> Vec<String> {
+    let start = Instant::now();
+    while seen.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    seen.lock().unwrap().clone()
+}
+
 fn ca() -> (rcgen::Certificate, KeyPair) {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -160,7 +171,7 @@ fn assert_certificate_refused(cert: (CertificateDer<'static>, KeyPair), ca_pem: 
         "a certificate error is not a timeout: {}",
         run.stderr
     );
-    let seen = seen.lock().unwrap().clone();
+    let seen = settled(&seen);
     assert_eq!(seen.len(), 1, "one handshake, not retried: {seen:?}");
     assert!(seen[0].starts_with("handshake failed"), "{seen:?}");
     assert!(
@@ -211,7 +222,7 @@ fn a_trusted_certificate_gets_through_the_handshake() {
     std::fs::write(&ca_file, ca.0.pem()).unwrap();
     let run = detect_over_tls(addr, &ca_file);
     assert!(!run.stderr.contains("TLS"), "{}", run.stderr);
-    let seen = seen.lock().unwrap().clone();
+    let seen = settled(&seen);
     assert!(
         seen.first().is_some_and(|s| s == "handshake ok"),
         "{seen:?}"
