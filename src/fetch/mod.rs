@@ -4,9 +4,10 @@
 //! the whole download matches the pin; on any failure the staging directory is removed.
 
 pub mod extract;
+mod progress;
 
 use std::fs::File;
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::http::{Client, Deadline, Request, RetryPolicy, Sink};
 use crate::{Error, Result};
 use extract::Installer;
+use progress::Progress;
 
 /// Larger than any installer (nixos-images' is ~450 MB); a wrong URL must not run for ever.
 pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
@@ -133,7 +135,7 @@ struct Tee {
 
 impl Sink for Tee {
     fn length(&mut self, total: u64) {
-        self.progress.total = Some(total);
+        self.progress.set_total(total);
     }
 
     fn write(&mut self, chunk: Bytes) -> Result<()> {
@@ -230,62 +232,4 @@ fn download(url: &str, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
             url: url.into(),
             status: 404,
         })
-}
-
-/// A bar on a terminal; otherwise one log line per 10 %.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    have: u64,
-    total: Option<u64>,
-    next_tenth: u64,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} eta {eta}",
-            ) {
-                bar.set_style(style);
-            }
-            bar
-        });
-        Self {
-            bar,
-            have: 0,
-            total: None,
-            next_tenth: 1,
-        }
-    }
-
-    fn update(&mut self, more: u64) {
-        self.have += more;
-        if let Some(bar) = &self.bar {
-            if let Some(t) = self.total {
-                bar.set_length(t);
-            }
-            bar.set_position(self.have);
-            return;
-        }
-        let Some(t) = self.total.filter(|t| *t > 0) else {
-            return;
-        };
-        while self.next_tenth <= 10 && self.have * 10 >= t * self.next_tenth {
-            tracing::info!(
-                "downloading the installer: {} % ({} of {} MiB)",
-                self.next_tenth * 10,
-                self.have >> 20,
-                t >> 20
-            );
-            self.next_tenth += 1;
-        }
-    }
-
-    fn finish(&self, have: u64) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        tracing::info!("downloaded the installer: {} MiB", have >> 20);
-    }
 }
