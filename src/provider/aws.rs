@@ -1,10 +1,9 @@
 //! AWS EC2 IMDS: IMDSv2 (a token from `PUT /latest/api/token`, sent on every GET). The PUT's
 //! status decides the rest (AWS's documented IMDS error codes):
 //! - 403: IMDS is turned off for the instance (or the request was refused): fatal, with the fix;
-//! - 404 or 405: no token endpoint here. AWS's IMDS always has one (it answers 405 only to a
-//!   method other than PUT), so this is an EC2-compatible IMDSv1-only service: read without a
-//!   token, noted as `imdsv1-fallback`. If those GETs then answer 401, the service wants a token
-//!   it does not issue, and the error says so.
+//! - 404 or 405: no token endpoint here, i.e. an IMDSv1-only (EC2-compatible) service: read
+//!   without a token, noted as `imdsv1-fallback`. If those GETs then answer 401, the service
+//!   wants a token it does not issue, and the error says so.
 //! - a GET answering 401 with a token means the token expired or was revoked: fetch a new one
 //!   and read again, once; a second 401 is fatal.
 
