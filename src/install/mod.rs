@@ -120,9 +120,16 @@ pub fn run(opts: &Options) -> Result<()> {
     let result = stage.run_phases();
     match result {
         Ok(reboot) => {
+            if let Some(tools) = &reboot {
+                let proc = opts.under_root("/proc");
+                for line in reboot::release(tools, &proc, &opts.under_root("/mnt")) {
+                    reporter.line(&line);
+                }
+            }
+            // Every queued event (`done` last) goes out before the reboot cuts the network.
             reporter.finish(REPORT_DRAIN);
             if let Some(tools) = reboot {
-                reboot::reboot(&tools, &opts.under_root("/mnt"))?;
+                reboot::restart(&tools)?;
             }
             Ok(())
         }

@@ -41,9 +41,14 @@ Usage:
                           token-expired       aws: a GET answers 401 and every token issued so far
                                               is forgotten (as if expired), so only a new PUT helps
     --hang SECONDS      how long `timeout` holds a request [default: 30]
-    --log FILE          append one JSON line per request: method, path, query, headers, status, fault
+    --log FILE          append one JSON line per request: method, path, query, headers, status, fault,
+                        and `value` for a GCE guest attribute the guest PUT
 
 On start it prints `fakecloud <provider> listening on http://ADDR:PORT` on stdout.
+
+GCE guest attributes: `PUT /computeMetadata/v1/instance/guest-attributes/<namespace>/<key>` with
+`Metadata-Flavor: Google` stores the body as the value (403 without the header, as every GCE
+request), and a GET of the same path reads it back; the log records each value written.
 
 Paths: EC2 and Alibaba documents are served under any dated API version too (`/2021-03-23/...`
 reads `/latest/...`), as cloud-init asks for them; a request is matched against the fixture tree by its path with the query removed; if
@@ -121,6 +126,9 @@ MISSING_FIELD = {
 
 BIG = 2 * 1024 * 1024
 
+# GCE guest attributes, written by the guest: instance/guest-attributes/<namespace>/<key>.
+GUEST_ATTRIBUTES = re.compile(r"/computeMetadata/v1/instance/guest-attributes/([^/]+/[^/]+)$")
+
 
 class Fault:
     def __init__(self, spec):
@@ -155,6 +163,7 @@ class State:
         self.log = open(args.log, "a", buffering=1) if args.log else None
         self.log_lock = threading.Lock()
         self.tokens = set()
+        self.guest_attributes = {}  # "namespace/key" -> value (gcp)
 
     def has_fault(self, kind):
         return any(f.kind == kind for f in self.faults)
@@ -194,12 +203,12 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def record(self, status, fault):
+    def record(self, status, fault, value=None):
         st = self.state
         if not st.log:
             return
         url = urlsplit(self.path)
-        line = json.dumps({
+        entry = {
             "time": time.time(),
             "method": self.command,
             "path": url.path,
@@ -207,12 +216,15 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "status": status,
             "fault": fault,
-        })
+        }
+        if value is not None:
+            entry["value"] = value
+        line = json.dumps(entry)
         with st.log_lock:
             st.log.write(line + "\n")
 
-    def send(self, status, body=b"", ctype=None, headers=(), fault=None, length=True):
-        self.record(status, fault)
+    def send(self, status, body=b"", ctype=None, headers=(), fault=None, length=True, value=None):
+        self.record(status, fault, value)
         self.send_response(status)
         if ctype is None:
             stripped = body.lstrip()
@@ -255,10 +267,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and st.provider in DATED_API_VERSIONS:
             path = DATED_API_VERSIONS[st.provider].sub("/latest/", path, count=1)
         query = parse_qs(url.query)
-        # Drain a request body, if any (token PUTs have none, PATCH may).
+        # Read a request body, if any (token PUTs have none; guest attributes and PATCH may).
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(min(length, 1 << 20))
+        body_in = self.rfile.read(min(length, 1 << 20)) if length else b""
 
         transport = st.fault_for(path, {"timeout", "reset"})
         if transport == "timeout":
@@ -271,6 +282,9 @@ class Handler(BaseHTTPRequestHandler):
 
         if st.provider == "none":
             return self.send(404, b"not found\n")
+
+        if st.provider == "gcp" and GUEST_ATTRIBUTES.search(path):
+            return self.guest_attribute(method, path, query, body_in)
 
         # Token endpoints.
         if method == "PUT":
@@ -306,6 +320,31 @@ class Handler(BaseHTTPRequestHandler):
         if fault == "wrong-content-type":
             return self.send(200, body, ctype="text/html", fault=fault)
         self.send(200, body)
+
+    def guest_attribute(self, method, path, query, body):
+        """GCE guest attributes: PUT stores the value (logged as `value`), GET reads it back."""
+        st = self.state
+        denied = self.check_auth(path, query)
+        if denied:
+            return self.send(*denied)
+        key = GUEST_ATTRIBUTES.search(path).group(1)
+        fault = st.fault_for(path, {"500", "503", "429", "403", "404"})
+        if fault == "429":
+            return self.send(429, b"", headers=[("Retry-After", "1")], fault=fault)
+        if fault:
+            return self.send(int(fault), b"", fault=fault)
+        if method == "PUT":
+            value = body.decode("utf-8", "replace")
+            with st.log_lock:
+                st.guest_attributes[key] = value
+            return self.send(200, b"", ctype="text/plain", value=value)
+        if method != "GET":
+            return self.send(405, b"method not allowed\n")
+        with st.log_lock:
+            value = st.guest_attributes.get(key)
+        if value is None:
+            return self.send(404, b"not found\n")
+        self.send(200, value.encode(), ctype="text/plain")
 
     def token(self, path):
         st = self.state

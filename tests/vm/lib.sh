@@ -532,23 +532,89 @@ PY
     fi
 }
 WEBHOOK_DONE="handoff:running network:running disk:running compose:running partition:running install:running trail:running done:done"
+WEBHOOK_REBOOT=${WEBHOOK_DONE/done:done/reboot:running done:done}
 
-# expect_stage2_done ATTR: stage 2 ran every phase to `nixos-lift: done`, did not reboot
-# (reboot: false) and returned to the fixture with 0.
+# expect_guest_attribute VALUE...: the GCE guest attribute nixos-lift/status took these values
+# last, in order (a retried PUT counts once), every PUT with `Metadata-Flavor: Google` (the fake
+# metadata service refuses one without) and stored.
+expect_guest_attribute() {
+    local got
+    got=$(python3 - "$RUN/metadata.log" <<'PY'
+import json, sys
+values, bad = [], 0
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e["method"] != "PUT" or not e["path"].endswith("/instance/guest-attributes/nixos-lift/status"):
+        continue
+    bad += e["headers"].get("metadata-flavor") != "Google" or e["status"] != 200
+    if e.get("value") is not None and (not values or values[-1] != e["value"]):
+        values.append(e["value"])
+print(f"{bad} {'|'.join(values)}")
+PY
+)
+    local want
+    want=$(IFS='|'; echo "$*")
+    if [ "${got%% *}" = 0 ] && [[ "|${got#* }" == *"|$want" ]]; then
+        pass "the guest attribute nixos-lift/status was set, in order, ending: $*"
+    else
+        fail "guest attribute: got '${got#* }' (${got%% *} PUTs refused or without Metadata-Flavor), wanted it to end '$want'"
+    fi
+}
+
+# expect_stage2_done ATTR [reboot]: stage 2 ran every phase to `nixos-lift: done` and returned
+# to the fixture with 0 (reboot: false), or with `reboot` (reboot: true) rebooted the VM
+# (expect_reboot).
 expect_stage2_done() {
-    local n phase
+    local n phase done_re="^nixos-lift: done: installed git\\+http://$RELEASE_ADDR/example\\.git#$1 on /dev/vda"
     n=0
     for phase in "reading the handoff" "restoring the network" "finding the target disk" "composing" \
         "partitioning /dev/vda \\(disko\\)" "installing" "leaving a trail"; do
         n=$((n + 1))
         expect "stage 2 phase $n/8: $phase" "^nixos-lift: \\[$n/8\\] $phase"
     done
-    expect "stage 2 printed done" "^nixos-lift: done: installed git\\+http://$RELEASE_ADDR/example\\.git#$1 on /dev/vda; not rebooting \\(reboot: false\\)"
-    expect "stage 2 exited 0 in the installer" '^installer-fixture: nixos-lift install exited 0$'
+    if [ "${2:-}" = reboot ]; then
+        expect "stage 2 printed done, rebooting" "$done_re; rebooting\$"
+        expect_reboot
+    else
+        expect "stage 2 printed done" "$done_re; not rebooting \\(reboot: false\\)"
+        expect "stage 2 exited 0 in the installer" '^installer-fixture: nixos-lift install exited 0$'
+        expect "the installer fetched a URL from the host through the network stage 2 restored" \
+            "^installer-fixture: probe http://$RELEASE_ADDR/probe.txt -> probe-ok $PROBE_TOKEN\$"
+    fi
     expect "the target disk was found again by serial" "^nixos-lift: target disk /dev/vda matched by serial \\(/dev/disk/by-id/virtio-$ROOT_SERIAL\\)"
-    expect "the installer fetched a URL from the host through the network stage 2 restored" \
-        "^installer-fixture: probe http://$RELEASE_ADDR/probe.txt -> probe-ok $PROBE_TOKEN\$"
     expect "stage 2 waited for the flake host and substituter" "^nixos-lift: network: reachable $RELEASE_ADDR:80\$"
+}
+
+# expect_in_order WHAT ERE...: console lines match the EREs in this order (each on a later line).
+expect_in_order() {
+    local what=$1 re after=0 at
+    shift
+    for re in "$@"; do
+        at=$(tail -n +$((after + 1)) "$RUN/console.log" | grep -Enm1 -- "$re" | cut -d: -f1 || true)
+        if [ -z "$at" ]; then
+            fail "$what (no console line after line $after matches /$re/)"
+            return
+        fi
+        after=$((after + at))
+    done
+    pass "$what"
+}
+
+# expect_reboot: stage 2 (reboot: true) announced the reboot, released what the disko double
+# mounted (tmpfs on /mnt and /mnt/boot, fixture control mount-target=/mnt), synced, and the
+# kernel restarted the VM: QEMU runs with -no-reboot, so it exited 0 on the guest's reset, not
+# on a timeout, a panic or the fixture's poweroff after stage 2 returned.
+expect_reboot() {
+    expect "stage 2 phase 8/8: rebooting" '^nixos-lift: \[8/8\] rebooting into NixOS'
+    expect "the disko double's mounts were there to release" '^installer-fixture: control: mount-target=/mnt$'
+    expect "stage 2 unmounted everything under /mnt, deepest first" '^nixos-lift: reboot: unmounted /mnt/boot /mnt$'
+    expect_in_order "then done, the unmount, sync and the kernel's restart, in that order" \
+        '^nixos-lift: \[8/8\] rebooting' '^nixos-lift: done: ' '^nixos-lift: reboot: unmounted ' \
+        '^nixos-lift: reboot: synced$' '(^|\] )reboot: Restarting system'
+    expect_not "stage 2 never returned to the fixture" '^installer-fixture: (nixos-lift install exited|end )'
+    expect_not "no kernel panic" 'Kernel panic'
+    expect_not "no poweroff (the fixture's way out)" 'reboot: Power down'
+    if [ "$VM_STATUS" = 0 ]; then pass "QEMU exited 0 on the guest's reboot (-no-reboot)"; else fail "QEMU status $VM_STATUS, wanted 0 from the guest's reboot"; fi
 }
 
 # expect_stage2_install HOSTNAME ATTR: every recorded command and generated file of a flake

@@ -5,7 +5,7 @@
 # Sourced: the scenario functions set the variables tests/vm/lib.sh and takeover.sh read.
 # shellcheck disable=SC2034
 
-SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static wrong-sha256 low-memory lockdown second-disk install-fails"
+SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails"
 
 # scenario_blocker NAME: prints why NAME cannot run yet (a part another issue delivers is
 # missing) and fails; prints nothing when it can run.
@@ -217,6 +217,29 @@ check_digitalocean-static() {
     expect_stage2_done cloud-x86_64
     expect_stage2_install "$(plan_hostname)" cloud-x86_64
     expect_webhook $WEBHOOK_DONE
+    expect_disks_untouched
+}
+
+# ---- 3b. GCP, reboot: true: the guest attribute, and stage 2 really reboots at the end -------
+# DMI says Google; the fake metadata service answers only with `Metadata-Flavor: Google` and
+# records the guest-attribute PUTs. The disko double mounts tmpfs on /mnt and /mnt/boot, so the
+# unmount before the reboot has work; QEMU's -no-reboot turns the guest's reboot into its exit.
+scenario_gcp-reboot() {
+    PROVIDER=gcp
+    VM_SMBIOS=("type=1,manufacturer=Google,product=Google Compute Engine,serial=GoogleCloud-8F2E88F,uuid=4a6f8c2e-0d1b-4e3a-9c5f-7b8d9e0f1a2b")
+    VM_MAC=42:01:0a:84:00:02 # the NIC in tests/fixtures/metadata/gcp
+    CONFIG_REBOOT=true
+    VM_FIXTURE_CONTROL="mount-target=/mnt"
+}
+check_gcp-reboot() {
+    expect_download
+    expect_kexec
+    expect "the plan names the cloud: gcp" '^installer-fixture: plan-compact: .*"provider": ?"gcp"'
+    expect "the plan carries the instance id from the GCE metadata" '^installer-fixture: plan-compact: .*"instance_id": ?"4567890123456789012"'
+    expect_stage2_done cloud-x86_64 reboot
+    expect_webhook $WEBHOOK_REBOOT
+    expect_guest_attribute "1/8 handoff" "2/8 network" "3/8 disk" "4/8 compose" "5/8 partition" \
+        "6/8 install" "7/8 trail" "8/8 reboot" "done"
     expect_disks_untouched
 }
 
