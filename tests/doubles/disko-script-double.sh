@@ -9,7 +9,6 @@ double_record disko-script "$@"
 echo "disko-script (test double): would destroy, format and mount the layout's disks"
 # control/mount-target DIR (the installer fixture, as root): mount tmpfs on DIR and DIR/boot
 # as disko mounts the layout there, so stage 2's unmount before rebooting has work to do.
-# shellcheck disable=SC2154 # double_control: set by double-lib.sh
 if [ -f "$double_control/mount-target" ]; then
     target=$(cat "$double_control/mount-target")
     mkdir -p "$target"

@@ -236,6 +236,7 @@ check_gcp-reboot() {
     expect_kexec
     expect "the plan names the cloud: gcp" '^installer-fixture: plan-compact: .*"provider": ?"gcp"'
     expect "the plan carries the instance id from the GCE metadata" '^installer-fixture: plan-compact: .*"instance_id": ?"4567890123456789012"'
+    expect_metadata "stage 1 read the GCE metadata with Metadata-Flavor (refused without)" '^/computeMetadata/v1/instance/id$' '^nixos-lift/'
     expect_stage2_done cloud-x86_64 reboot
     expect_webhook $WEBHOOK_REBOOT
     expect_guest_attribute "1/8 handoff" "2/8 network" "3/8 disk" "4/8 compose" "5/8 partition" \
