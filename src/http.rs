@@ -5,7 +5,8 @@
 //!
 //! Metadata reads use [`RetryPolicy::metadata`] with [`Client::fetch`]; the installer download
 //! uses [`RetryPolicy::download`] with [`Client::stream`], which resumes with `Range` and hands
-//! every byte once, in order, to a [`Sink`].
+//! every byte once, in order, to a [`Sink`]; progress events use [`RetryPolicy::report`] with
+//! [`Request::post_json`].
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
@@ -129,6 +130,22 @@ impl RetryPolicy {
         }
     }
 
+    /// Progress events (the webhook, GCP's guest attribute): connect and request 5 s, 3 attempts,
+    /// backoff 500 ms → 2 s. A slow receiver costs an event, never the install.
+    pub fn report() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(2),
+            retry_after_max: Duration::from_secs(2),
+            max_body: 64 << 10,
+            stall_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            max_redirects: 0,
+        }
+    }
+
     /// The pause before attempt `attempt + 1`: exponential, capped, with full jitter on its
     /// upper half so that a fleet booting at once does not retry in lockstep.
     pub fn backoff(&self, attempt: u32) -> Duration {
@@ -243,6 +260,8 @@ pub struct Request {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Statuses retried on top of the standard list.
     pub also_retry: &'static [u16],
+    /// Sent with every attempt.
+    pub body: Option<bytes::Bytes>,
 }
 
 impl Request {
@@ -252,6 +271,7 @@ impl Request {
             url,
             headers: Vec::new(),
             also_retry: &[],
+            body: None,
         }
     }
 
@@ -260,6 +280,23 @@ impl Request {
             method: Method::PUT,
             ..Self::get(url)
         }
+    }
+
+    /// A POST of `value` as JSON.
+    pub fn post_json<T: serde::Serialize>(url: Url, value: &T) -> Result<Self> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::Other(format!("building a request to {url}: {e}")))?;
+        Self {
+            method: Method::POST,
+            ..Self::get(url)
+        }
+        .header("content-type", "application/json")
+        .map(|req| req.body(body))
+    }
+
+    pub fn body(mut self, body: impl Into<bytes::Bytes>) -> Self {
+        self.body = Some(body.into());
+        self
     }
 
     pub fn header(mut self, name: &'static str, value: &str) -> Result<Self> {
@@ -635,6 +672,9 @@ impl Client {
             .timeout(per_request);
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
         }
         let send = tokio::time::timeout(per_request, builder.send());
         let resp = match send.await {

@@ -4,9 +4,11 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
 use crate::cli::{GlobalArgs, LogFormat};
+use crate::report::PROGRESS_TARGET;
 
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 /// Environment variable with a tracing filter that overrides `-v`/`-q`.
@@ -37,14 +39,24 @@ pub fn init(args: &GlobalArgs) {
     let ansi = std::io::stderr().is_terminal();
     let stderr = match args.log_format {
         LogFormat::Json => Some(fmt::layer().json().with_writer(std::io::stderr).boxed()),
-        LogFormat::Text => Some(
-            fmt::layer()
+        LogFormat::Text => {
+            let progress = |meta: &tracing::Metadata<'_>| meta.target() == PROGRESS_TARGET;
+            let plain = fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_ansi(ansi)
                 .with_target(false)
                 .without_time()
-                .boxed(),
-        ),
+                .with_filter(filter_fn(move |m| !progress(m)));
+            // Stage 1's progress lines, as they are: `nixos-lift: [2/5] downloading ...`.
+            let bare = fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_level(false)
+                .with_target(false)
+                .without_time()
+                .with_filter(filter_fn(progress));
+            Some(plain.and_then(bare).boxed())
+        }
     };
     let _ = tracing_subscriber::registry()
         .with(filter)

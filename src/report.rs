@@ -1,9 +1,9 @@
 //! Progress events: one line per phase on the serial console, `/dev/kmsg` and the journal,
 //! and optionally a webhook and (on GCP) the guest attribute `nixos-lift/status`.
 //!
-//! The remote sinks run on one background thread with a bounded queue, a per-request timeout
-//! and bounded retries, so a dead receiver never blocks or fails the install. Stage 1 uses
-//! the same [`Reporter`] with `stage: 1`.
+//! The remote sinks run on one background thread with a bounded queue and the HTTP policy of
+//! [`RetryPolicy::report`] (a per-request timeout, few attempts), so a dead receiver never
+//! blocks or fails the install. Stage 1 uses the same [`Reporter`] with `stage: 1`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -11,9 +11,13 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use reqwest::Url;
 use serde::Serialize;
+
+use crate::http::{Client, Deadline, Request, RetryPolicy};
+use crate::{Error, Result};
 
 /// Where a GCP VM publishes guest attributes; readable with
 /// `gcloud compute instances get-guest-attributes --query-path=nixos-lift/`.
@@ -22,8 +26,8 @@ const GCP_STATUS_PATH: &str = "/computeMetadata/v1/instance/guest-attributes/nix
 
 /// Events the remote queue holds before it drops new ones (the console still gets them).
 const QUEUE_LEN: usize = 64;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const ATTEMPTS: u32 = 3;
+/// All attempts at one event to one target ([`RetryPolicy::report`] makes at most 3 of 5 s).
+const EVENT_DEADLINE: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -162,8 +166,17 @@ pub struct Reporter {
     instance_id: Option<String>,
     hostname: Option<String>,
     sinks: Vec<Box<dyn LineSink>>,
+    /// Log lines under [`PROGRESS_TARGET`], which the text log prints bare (stage 1).
+    bare_log_lines: bool,
     remote: Option<RemoteQueue>,
+    /// Events from before the remote targets were known (stage 1 learns the cloud in its first
+    /// phase); they are sent first once [`Reporter::start_remote`] knows where to.
+    held: Vec<Event>,
 }
+
+/// The log target of progress lines that the text log prints as they are, without level or
+/// fields: stage 1's stderr is its console, and its lines keep the documented shape there.
+pub const PROGRESS_TARGET: &str = "nixos_lift::progress";
 
 impl Reporter {
     pub fn new(stage: u8, sinks: Vec<Box<dyn LineSink>>) -> Self {
@@ -172,7 +185,9 @@ impl Reporter {
             instance_id: None,
             hostname: None,
             sinks,
+            bare_log_lines: false,
             remote: None,
+            held: Vec::new(),
         }
     }
 
@@ -184,20 +199,48 @@ impl Reporter {
         ]
     }
 
+    /// Progress lines go to the log as they are (see [`PROGRESS_TARGET`]): for stage 1, whose
+    /// stderr is the console (cloud-init's output, the systemd unit's `journal+console`).
+    pub fn with_bare_log_lines(mut self) -> Self {
+        self.bare_log_lines = true;
+        self
+    }
+
     pub fn with_identity(mut self, instance_id: Option<String>, hostname: Option<String>) -> Self {
+        self.set_identity(instance_id, hostname);
+        self
+    }
+
+    pub fn set_identity(&mut self, instance_id: Option<String>, hostname: Option<String>) {
         self.instance_id = instance_id;
         self.hostname = hostname;
-        self
     }
 
     /// Starts the background sender when there is anywhere to send to. It holds the events
     /// until [`Reporter::network_ready`] (or [`Reporter::finish`]): in the installer the first
     /// events come before the network is restored, and would be lost to quick retries.
     pub fn with_remote(mut self, targets: RemoteTargets) -> Self {
-        if targets.webhook_url.is_some() || targets.gcp_metadata_base.is_some() {
-            self.remote = RemoteQueue::start(targets);
-        }
+        self.start_remote(targets);
         self
+    }
+
+    /// As [`Reporter::with_remote`]; the events held so far go first, with this reporter's
+    /// identity where they had none.
+    pub fn start_remote(&mut self, targets: RemoteTargets) {
+        let held = std::mem::take(&mut self.held);
+        if self.remote.is_some()
+            || (targets.webhook_url.is_none() && targets.gcp_metadata_base.is_none())
+        {
+            return;
+        }
+        self.remote = RemoteQueue::start(targets);
+        if let Some(remote) = &self.remote {
+            for mut event in held {
+                event.instance_id = event.instance_id.or_else(|| self.instance_id.clone());
+                event.hostname = event.hostname.or_else(|| self.hostname.clone());
+                remote.push(event);
+            }
+        }
     }
 
     /// The network is up: queued and later events go out now.
@@ -209,7 +252,11 @@ impl Reporter {
 
     /// Writes a line to every local sink and the journal, without an event.
     pub fn line(&mut self, line: &str) {
-        tracing::info!("{line}");
+        if self.bare_log_lines {
+            tracing::info!(target: PROGRESS_TARGET, "{line}");
+        } else {
+            tracing::info!("{line}");
+        }
         for sink in &mut self.sinks {
             sink.write_line(line);
         }
@@ -241,15 +288,28 @@ impl Reporter {
                 .unwrap_or(0),
         };
         let line = event.line();
-        match status {
-            Status::Failed => tracing::error!(phase, step, total, "{line}"),
-            _ => tracing::info!(phase, step, total, "{line}"),
+        match (status, self.bare_log_lines) {
+            (Status::Failed, true) => tracing::error!(target: PROGRESS_TARGET, "{line}"),
+            (_, true) => tracing::info!(target: PROGRESS_TARGET, "{line}"),
+            (Status::Failed, false) => tracing::error!(phase, step, total, "{line}"),
+            (_, false) => tracing::info!(phase, step, total, "{line}"),
         }
         for sink in &mut self.sinks {
             sink.write_line(&line);
         }
-        if let Some(remote) = &self.remote {
-            remote.push(event);
+        match &self.remote {
+            Some(remote) => remote.push(event),
+            None if self.held.len() < QUEUE_LEN => self.held.push(event),
+            None => {}
+        }
+    }
+
+    /// Waits up to `deadline` for the events queued so far to be delivered (or given up on),
+    /// and keeps the queue open for later ones.
+    pub fn flush(&mut self, deadline: Duration) {
+        if let Some(remote) = &mut self.remote {
+            remote.open();
+            remote.flush(deadline);
         }
     }
 
@@ -261,8 +321,15 @@ impl Reporter {
     }
 }
 
+/// What the background sender takes, in order.
+enum Item {
+    Event(Box<Event>),
+    /// Answered when every earlier item is done.
+    Flush(mpsc::Sender<()>),
+}
+
 struct RemoteQueue {
-    tx: SyncSender<Event>,
+    tx: SyncSender<Item>,
     /// Sending on it (or dropping it) lets the worker start delivering.
     gate: Option<mpsc::Sender<()>>,
     done: Receiver<()>,
@@ -271,20 +338,14 @@ struct RemoteQueue {
 
 impl RemoteQueue {
     fn start(targets: RemoteTargets) -> Option<Self> {
-        let client = match reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .build()
-        {
+        let client = match Client::new(RetryPolicy::report(), None) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("progress webhook disabled: building the HTTP client: {e}");
+                tracing::warn!("progress events not sent remotely: {e}");
                 return None;
             }
         };
-        let (tx, rx) = mpsc::sync_channel::<Event>(QUEUE_LEN);
+        let (tx, rx) = mpsc::sync_channel::<Item>(QUEUE_LEN);
         let (gate, gate_rx) = mpsc::channel::<()>();
         let (done_tx, done) = mpsc::channel();
         let worker = std::thread::Builder::new()
@@ -297,8 +358,13 @@ impl RemoteQueue {
                     // Either a signal or the gate's sender dropped: both mean go.
                     let _ = gate_rx.recv();
                     // In order: the next event waits for the previous one's retries.
-                    while let Ok(event) = rx.recv() {
-                        rt.block_on(deliver(&client, &targets, &event));
+                    while let Ok(item) = rx.recv() {
+                        match item {
+                            Item::Event(event) => rt.block_on(deliver(&client, &targets, &event)),
+                            Item::Flush(reply) => {
+                                let _ = reply.send(());
+                            }
+                        }
                     }
                 }
                 let _ = done_tx.send(());
@@ -319,10 +385,22 @@ impl RemoteQueue {
     }
 
     fn push(&self, event: Event) {
-        if let Err(TrySendError::Full(e)) = self.tx.try_send(event) {
+        if let Err(TrySendError::Full(Item::Event(e))) = self.tx.try_send(Item::Event(event.into()))
+        {
             tracing::warn!(
                 phase = e.phase,
                 "progress queue full; event not sent remotely"
+            );
+        }
+    }
+
+    fn flush(&self, deadline: Duration) {
+        let (reply, answered) = mpsc::channel();
+        if self.tx.try_send(Item::Flush(reply)).is_err() || answered.recv_timeout(deadline).is_err()
+        {
+            tracing::warn!(
+                "progress events still undelivered after {}s; going on without them",
+                deadline.as_secs()
             );
         }
     }
@@ -342,17 +420,16 @@ impl RemoteQueue {
     }
 }
 
-async fn deliver(client: &reqwest::Client, targets: &RemoteTargets, event: &Event) {
+async fn deliver(client: &Client, targets: &RemoteTargets, event: &Event) {
     if let Some(url) = &targets.webhook_url {
-        let token = targets.webhook_token.as_deref();
-        retry("webhook", || {
-            let mut req = client.post(url).json(event);
-            if let Some(token) = token {
-                req = req.bearer_auth(token);
-            }
-            req.send()
-        })
-        .await;
+        let req = Url::parse(url)
+            .map_err(|e| Error::Other(format!("parsing the webhook URL {url}: {e}")))
+            .and_then(|url| Request::post_json(url, event))
+            .and_then(|req| match &targets.webhook_token {
+                Some(token) => req.secret_header("authorization", &format!("Bearer {token}")),
+                None => Ok(req),
+            });
+        send(client, "webhook", req).await;
     }
     if let Some(base) = &targets.gcp_metadata_base {
         let url = format!("{}{GCP_STATUS_PATH}", base.trim_end_matches('/'));
@@ -361,45 +438,29 @@ async fn deliver(client: &reqwest::Client, targets: &RemoteTargets, event: &Even
             Status::Done => "done".to_string(),
             Status::Failed => format!("failed {}", event.phase),
         };
-        retry("guest attribute", || {
-            client
-                .put(&url)
-                .header("Metadata-Flavor", "Google")
-                .body(value.clone())
-                .send()
-        })
-        .await;
+        let req = Url::parse(&url)
+            .map_err(|e| Error::Other(format!("parsing the URL {url}: {e}")))
+            .and_then(|url| Request::put(url).header("metadata-flavor", "Google"))
+            .map(|req| req.body(value));
+        send(client, "guest attribute", req).await;
     }
 }
 
-/// Retries connection errors, timeouts and 5xx/429; a 4xx other than 429 is final.
-async fn retry<F, Fut>(what: &str, mut send: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
-{
-    let started = Instant::now();
-    for attempt in 1..=ATTEMPTS {
-        match send().await {
-            Ok(resp) if resp.status().is_success() => return,
-            Ok(resp) => {
-                let status = resp.status();
-                tracing::warn!(attempt, %status, "progress {what} refused the event");
-                if status.is_client_error() && status.as_u16() != 429 {
-                    return;
-                }
-            }
-            // Without the URL: it may carry credentials in its query.
-            Err(e) => tracing::warn!(attempt, "progress {what} unreachable: {}", e.without_url()),
-        }
-        if attempt < ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-        }
+/// One event to one target, with the report policy's retries; failures are logged, never
+/// returned (the token is a sensitive header, which no error or log line prints).
+async fn send(client: &Client, what: &str, req: Result<Request>) {
+    let result = match req {
+        Ok(req) => client
+            .fetch(&req, Deadline::after(EVENT_DEADLINE))
+            .await
+            .map(|body| body.is_some()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("progress {what}: the receiver answered 404; event not sent"),
+        Err(e) => tracing::warn!("progress {what}: event not sent: {e}"),
     }
-    tracing::warn!(
-        "progress {what}: giving up on one event after {ATTEMPTS} attempts in {}s",
-        started.elapsed().as_secs()
-    );
 }
 
 #[cfg(test)]

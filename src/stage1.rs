@@ -2,12 +2,15 @@
 //! kexec).
 
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use crate::cli::{MetadataArgs, PlanArgs};
 use crate::config::ValidConfig;
 use crate::facts::Facts;
 use crate::host::{self, SysRoot};
 use crate::plan::{plan_install, Plan, PlanEnv};
+use crate::provider::ProviderKind;
+use crate::report::{RemoteTargets, Reporter, Status};
 use crate::{detach, output, Error, Result};
 
 /// Reads what the plan needs besides facts: uid, hostname, IMA policy, existing keys.
@@ -211,6 +214,13 @@ fn is_ram_fs(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// The phases of `run`, in order; `step` in its events is the 1-based position here.
+pub const PHASES: [&str; 5] = ["plan", "download", "handoff", "kexec", "jump"];
+
+/// How long stage 1 waits for its events to reach the webhook before it jumps or exits: a
+/// dead receiver must not hold the takeover up.
+const REPORT_DRAIN: Duration = Duration::from_secs(5);
+
 /// `nixos-lift run`.
 pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
     let config_path = std::fs::canonicalize(&args.config)
@@ -232,22 +242,116 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
                 "detaching with systemd-run: {status}"
             )));
         }
+        // The detached run reports the progress; this one sends no events.
         tracing::info!("continuing detached in unit nixos-lift: journalctl -u nixos-lift");
         return Ok(());
     }
 
-    let root = SysRoot::new("/");
     std::fs::create_dir_all(WORK_DIR).map_err(|e| Error::io(format!("creating {WORK_DIR}"), e))?;
     let lock = std::fs::File::create(format!("{WORK_DIR}/lock"))
         .map_err(|e| Error::io("taking the run lock", e))?;
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // No `failed` event: the run holding the lock is the takeover, and reports it.
         return Err(Error::Other(
             "another nixos-lift run holds /run/nixos-lift/lock".into(),
         ));
     }
 
-    let (facts, mut plan) = make_plan(&root, &config, &args.metadata)?;
+    let mut progress = Progress {
+        reporter: Reporter::new(1, Vec::new()).with_bare_log_lines(),
+        step: 0,
+    };
+    let result = takeover(&args, &config, &mut progress);
+    if let Err(err) = &result {
+        progress.failed(err);
+    }
+    progress.reporter.finish(REPORT_DRAIN);
+    result
+}
+
+/// Stage 1's progress events: one per phase, and `failed` naming the phase of any error.
+struct Progress {
+    reporter: Reporter,
+    step: usize,
+}
+
+impl Progress {
+    fn begin(&mut self, phase: &str, message: &str) {
+        self.step = PHASES.iter().position(|p| *p == phase).map_or(0, |i| i + 1);
+        self.reporter.event(
+            phase,
+            self.step as u32,
+            PHASES.len() as u32,
+            Status::Running,
+            message,
+            None,
+        );
+    }
+
+    /// The remote targets are known once the plan names the cloud (GCP's guest attribute);
+    /// without a plan, the webhook alone.
+    fn start_remote(&mut self, config: &ValidConfig, metadata: &MetadataArgs, plan: Option<&Plan>) {
+        if let Some(plan) = plan {
+            self.reporter
+                .set_identity(plan.instance_id.clone(), Some(plan.hostname.clone()));
+        }
+        self.reporter.start_remote(RemoteTargets {
+            webhook_url: config
+                .report
+                .webhook_url
+                .as_ref()
+                .map(|u| u.as_str().to_string()),
+            webhook_token: config
+                .report
+                .webhook_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
+            gcp_metadata_base: plan
+                .is_some_and(|p| p.provider == ProviderKind::Gcp)
+                .then(|| {
+                    metadata.metadata_base.as_ref().map_or_else(
+                        || crate::report::GCP_METADATA_BASE.to_string(),
+                        |base| base.to_string(),
+                    )
+                }),
+        });
+        // The stock image's network is up.
+        self.reporter.network_ready();
+    }
+
+    fn failed(&mut self, err: &Error) {
+        let step = self.step.max(1);
+        let phase = PHASES[step - 1];
+        self.reporter.event(
+            phase,
+            step as u32,
+            PHASES.len() as u32,
+            Status::Failed,
+            &format!("stage 1 stopped at {phase}; this machine is still the stock image"),
+            Some(&err.to_string()),
+        );
+    }
+}
+
+/// `run`'s phases after the lock: plan, download, handoff, kexec load, jump.
+fn takeover(
+    args: &crate::cli::RunArgs,
+    config: &ValidConfig,
+    progress: &mut Progress,
+) -> Result<()> {
+    let root = SysRoot::new("/");
+    progress.begin(
+        "plan",
+        "identifying this machine and its cloud, and checking the guards",
+    );
+    let planned = make_plan(&root, config, &args.metadata);
+    progress.start_remote(
+        config,
+        &args.metadata,
+        planned.as_ref().ok().map(|(_, plan)| plan),
+    );
+    let (facts, mut plan) = planned?;
     if let Some(err) = refusal(&plan) {
         return Err(err);
     }
@@ -289,6 +393,13 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
         });
     }
 
+    progress.begin(
+        "download",
+        &format!(
+            "downloading and verifying the installer {}",
+            plan.installer.url
+        ),
+    );
     let before_fetch = usage();
     let installer = crate::fetch::fetch_installer(
         &plan.installer.url,
@@ -306,7 +417,15 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
     );
     plan.kernel_cmdline = Some(installer.cmdline.clone());
 
-    let payload = build_payload(&root, &config, facts, plan)?;
+    progress.begin(
+        "handoff",
+        &format!(
+            "building the handoff for {} (target disk {})",
+            plan.hostname,
+            plan.target.as_ref().map_or("none", |t| t.path.as_str())
+        ),
+    );
+    let payload = build_payload(&root, config, facts, plan)?;
     let initrd = work.join("initrd.lift");
     let started = std::time::Instant::now();
     let len = crate::handoff::payload::write_initrd(&installer.initrd, &payload, &initrd)?;
@@ -323,8 +442,20 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
             "rehearsal: stopping before the kexec load; {} is ready",
             initrd.display()
         );
+        progress.reporter.event(
+            "done",
+            progress.step as u32,
+            PHASES.len() as u32,
+            Status::Done,
+            &format!(
+                "rehearsal: {} is ready; stopped before the kexec load",
+                initrd.display()
+            ),
+            None,
+        );
         return Ok(());
     }
+    progress.begin("kexec", "loading the installer kernel (kexec)");
     let append = |record: &crate::handoff::payload::KexecRecord| -> Result<()> {
         let file = std::fs::OpenOptions::new()
             .append(true)
@@ -336,6 +467,9 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
     tracing::info!(?method, "kexec loaded");
     write_marker(&marker, attempts + 1)?;
     log_usage(fetch_cpu);
+    progress.begin("jump", "jumping into the installer");
+    // Bounded: the events so far reach the webhook, or the jump goes on without them.
+    progress.reporter.flush(REPORT_DRAIN);
     crate::kexec::jump(facts_systemd())
 }
 

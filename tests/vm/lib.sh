@@ -213,7 +213,8 @@ build_base_rootfs() {
     cp "$VM_SRC/guest/init" "$dir/sbin/init"
     cp "$VM_SRC/guest/udhcpc.script" "$dir/etc/udhcpc.script"
     cp "$AGENT" "$dir/usr/local/bin/nixos-lift"
-    cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/"
+    # The host's roots plus the test CA: stage 1 posts its progress to the webhook receiver too.
+    cat /etc/ssl/certs/ca-certificates.crt "$CACHE/tls/ca.crt" >"$dir/etc/ssl/certs/ca-certificates.crt"
     ln -s ../run/resolv.conf "$dir/etc/resolv.conf"
     cat >"$dir/etc/os-release" <<'OS'
 PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"
@@ -507,32 +508,51 @@ expect_no_secrets() {
     fi
 }
 
-# expect_webhook PHASE:STATUS...: the receiver got exactly these stage-2 events, in order, each
-# with the bearer token. Delivery is at least once: an event retried after a timed-out answer
-# may arrive twice in a row, and counts once.
+# expect_webhook [STAGE:]PHASE:STATUS...: the receiver got exactly these events, in order, each
+# with the bearer token, all naming one machine (instance id and host name). Stage 2's events
+# are PHASE:STATUS, other stages' carry their number (`1:plan:running`). Delivery is at least
+# once: an event retried after a timed-out answer may arrive twice in a row, and counts once.
 expect_webhook() {
     local got
     got=$(python3 - "$RUN/webhook.log" "$WEBHOOK_TOKEN" <<'PY'
 import json, sys
-events, bad = [], 0
+events, bad, machines = [], 0, set()
 for line in open(sys.argv[1]):
     e = json.loads(line)
     bad += e["authorization"] != "Bearer " + sys.argv[2] or e["path"] != "/events"
     b = e["body"]
-    event = f'{b["phase"]}:{b["status"]}'
+    machines.add((b["instance_id"], b["hostname"]))
+    event = ("" if b["stage"] == 2 else f'{b["stage"]}:') + f'{b["phase"]}:{b["status"]}'
     if not events or events[-1] != event:
         events.append(event)
-print(f"{bad} {' '.join(events)}")
+print(f"{bad} {len(machines)} {' '.join(events)}")
 PY
 )
-    if [ "${got%% *}" = 0 ] && [ "${got#* }" = "$*" ]; then
-        pass "the webhook received, in order, each with the bearer token: $*"
+    local bad=${got%% *} rest=${got#* }
+    local machines=${rest%% *} events=${rest#* }
+    if [ "$bad" = 0 ] && [ "$machines" -le 1 ] && [ "$events" = "$*" ]; then
+        pass "the webhook received, in order, each with the bearer token: ${*:-nothing}"
     else
-        fail "webhook: got '${got#* }' (${got%% *} without the token), wanted '$*'"
+        fail "webhook: got '$events' ($bad without the token, $machines machines), wanted '$*'"
     fi
 }
-WEBHOOK_DONE="handoff:running network:running disk:running compose:running partition:running install:running trail:running done:done"
+# Stage 1's events, from the stock image before the kexec.
+WEBHOOK_STAGE1="1:plan:running 1:download:running 1:handoff:running 1:kexec:running 1:jump:running"
+WEBHOOK_DONE="$WEBHOOK_STAGE1 handoff:running network:running disk:running compose:running partition:running install:running trail:running done:done"
 WEBHOOK_REBOOT=${WEBHOOK_DONE/done:done/reboot:running done:done}
+
+# expect_stage1_progress LAST [FAILED-ERE]: stage 1 printed its phase lines 1/5 to LAST on the
+# stock image's console, in the documented shape, and, with FAILED-ERE, a failure line for
+# phase LAST matching it.
+expect_stage1_progress() {
+    local n phase phases=("identifying this machine" "downloading and verifying the installer"
+        "building the handoff" "loading the installer kernel" "jumping into the installer")
+    for n in $(seq "$1"); do
+        phase=${phases[$((n - 1))]}
+        expect "stage 1 phase $n/5: $phase" "^nixos-lift: \\[$n/5\\] $phase.* \\.\\.\\.\$"
+    done
+    [ -z "${2:-}" ] || expect "stage 1's failure line names phase $1/5" "^nixos-lift: failed at \\[$1/5\\] [a-z]+: $2"
+}
 
 # expect_guest_attribute VALUE...: the GCE guest attribute nixos-lift/status took these values
 # last, in order (a retried PUT counts once), every PUT with `Metadata-Flavor: Google` (the fake

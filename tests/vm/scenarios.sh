@@ -144,6 +144,7 @@ check_detect() {
     expect "the root disk carries its virtio serial" "\"serial\": ?\"$ROOT_SERIAL\""
     expect "the NIC's MAC is seen" "\"(mac|address)\": ?\"$VM_MAC\""
     expect "firmware bios" '"firmware": ?"bios"'
+    expect_webhook # only `run` sends progress events
     expect_disks_untouched
 }
 
@@ -151,6 +152,7 @@ check_detect() {
 scenario_hetzner() { :; }
 check_hetzner() {
     expect_download
+    expect_stage1_progress 5
     expect_kexec
     expect "the installer fixture found the handed-over agent" '^installer-fixture: handoff files: .*nixos-lift/nixos-lift'
     expect "the handoff checks out in the installer" '^installer-fixture: handoff check exit 0$'
@@ -254,6 +256,8 @@ check_wrong-sha256() {
     expect_exit 1 "failure: verification"
     expect_i "the error names the sha256 mismatch" 'sha-?256'
     expect "the error shows the expected digest" "$CONFIG_SHA256"
+    expect_stage1_progress 2 'sha256 mismatch'
+    expect_webhook 1:plan:running 1:download:running 1:download:failed
     expect_vm_exit
     expect_disks_untouched
 }
@@ -264,6 +268,8 @@ check_low-memory() {
     expect_exit 10 "refused by a guard"
     expect_i "the refusal names the memory guard and the 1 GiB needed" \
         '^[^"]*memory.*(1 ?GiB|1024 ?MiB|1073741824)|^[^"]*(1 ?GiB|1024 ?MiB|1073741824).*memory'
+    expect_stage1_progress 1 'refusing to install NixOS: .*memory'
+    expect_webhook 1:plan:running 1:plan:failed
     expect_no_download
     expect_no_kexec
     expect_vm_exit
@@ -276,6 +282,8 @@ check_lockdown() {
     expect_exit 10 "refused by a guard"
     expect_i "the refusal names lockdown and the mode found (integrity)" '^[^"]*lockdown.*integrity|^[^"]*integrity.*lockdown'
     expect_i "the refusal names Secure Boot" '^[^"]*secure ?boot'
+    expect_stage1_progress 1 'refusing to install NixOS: .*lockdown'
+    expect_webhook 1:plan:running 1:plan:failed
     expect_no_download
     expect_no_kexec
     expect_vm_exit
@@ -329,7 +337,7 @@ check_install-fails() {
     expect "stage 2 returned a failure to the installer instead of rebooting" '^installer-fixture: nixos-lift install exited 1$'
     expect_not "no reboot" '^nixos-lift: \[8/8\] rebooting|^nixos-lift: done:'
     expect "the installer stayed up after the failure (it printed its records)" '^installer-fixture: records-end$'
-    expect_webhook handoff:running network:running disk:running compose:running partition:running install:running install:failed
+    expect_webhook $WEBHOOK_STAGE1 handoff:running network:running disk:running compose:running partition:running install:running install:failed
     extract_records || return 0
     expect_tool_order nix-eval nix-build nix-eval disko-script nixos-install
     expect_no_secrets
