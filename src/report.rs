@@ -170,8 +170,8 @@ pub struct Reporter {
     bare_log_lines: bool,
     remote: Option<RemoteQueue>,
     /// Events from before the remote targets were known (stage 1 learns the cloud in its first
-    /// phase); they are sent first once [`Reporter::start_remote`] knows where to.
-    held: Vec<Event>,
+    /// phase); they are sent first once [`Reporter::start_remote`] knows where to. `None` after.
+    held: Option<Vec<Event>>,
 }
 
 /// The log target of progress lines that the text log prints as they are, without level or
@@ -187,7 +187,7 @@ impl Reporter {
             sinks,
             bare_log_lines: false,
             remote: None,
-            held: Vec::new(),
+            held: Some(Vec::new()),
         }
     }
 
@@ -227,7 +227,7 @@ impl Reporter {
     /// As [`Reporter::with_remote`]; the events held so far go first, with this reporter's
     /// identity where they had none.
     pub fn start_remote(&mut self, targets: RemoteTargets) {
-        let held = std::mem::take(&mut self.held);
+        let held = self.held.take().unwrap_or_default();
         if self.remote.is_some()
             || (targets.webhook_url.is_none() && targets.gcp_metadata_base.is_none())
         {
@@ -297,10 +297,10 @@ impl Reporter {
         for sink in &mut self.sinks {
             sink.write_line(&line);
         }
-        match &self.remote {
-            Some(remote) => remote.push(event),
-            None if self.held.len() < QUEUE_LEN => self.held.push(event),
-            None => {}
+        match (&self.remote, &mut self.held) {
+            (Some(remote), _) => remote.push(event),
+            (None, Some(held)) if held.len() < QUEUE_LEN => held.push(event),
+            _ => {}
         }
     }
 

@@ -322,13 +322,13 @@ impl Progress {
 
     fn failed(&mut self, err: &Error) {
         let step = self.step.max(1);
-        let phase = PHASES[step - 1];
+        let phase = PHASES.get(step - 1).copied().unwrap_or("plan");
         self.reporter.event(
             phase,
             step as u32,
             PHASES.len() as u32,
             Status::Failed,
-            &format!("stage 1 stopped at {phase}; this machine is still the stock image"),
+            &format!("stage 1 stopped at {phase}; the machine still runs the stock image"),
             Some(&err.to_string()),
         );
     }

@@ -256,7 +256,7 @@ check_wrong-sha256() {
     expect_exit 1 "failure: verification"
     expect_i "the error names the sha256 mismatch" 'sha-?256'
     expect "the error shows the expected digest" "$CONFIG_SHA256"
-    expect_stage1_progress 2 'sha256 mismatch'
+    expect_stage1_progress 2 'verifying .*: sha256 mismatch'
     expect_webhook 1:plan:running 1:download:running 1:download:failed
     expect_vm_exit
     expect_disks_untouched
