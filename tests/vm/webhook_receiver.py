@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The simulated cloud's fake progress-webhook receiver (tests/vm): an HTTPS server on the
-host's loopback, with a certificate from the harness's test CA, that stage 2 reaches through
-QEMU's guestfwd. It logs one JSON line per request (method, path, the Authorization header
-and the JSON body) and answers 204, so a scenario can check the events, their order and the
-bearer token. Standard library only."""
+host's loopback, with a certificate from the harness's test CA, that stage 1 (in the stock VM)
+and stage 2 (in the installer) both reach through QEMU's guestfwd; both trust the test CA. It
+logs one JSON line per request (method, path, the Authorization header and the JSON body) and
+answers 204, so a scenario can check the events, their order and the bearer token. Standard
+library only."""
 import argparse
 import json
 from http.server import BaseHTTPRequestHandler
