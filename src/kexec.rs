@@ -56,7 +56,9 @@ pub fn load(
     })?;
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(tool, std::fs::Permissions::from_mode(0o755));
+    // --kexec-syscall: kexec_load whatever this kexec-tools' default, so the record is true.
     let status = Command::new(tool)
+        .arg("--kexec-syscall")
         .arg("--load")
         .arg(&installer.kernel)
         .arg(format!("--initrd={}", initrd.display()))

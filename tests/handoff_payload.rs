@@ -9,7 +9,8 @@ use assert_cmd::cargo::CommandCargoExt;
 use nixos_lift::facts::{Facts, Firmware};
 use nixos_lift::handoff::check::{check_archive, check_dir};
 use nixos_lift::handoff::payload::{
-    planned_paths, write_archive, write_initrd, HostKeyFile, KexecMethod, KexecRecord, Payload,
+    planned_paths, write_archive, write_initrd, write_kexec_override, HostKeyFile, KexecMethod,
+    KexecRecord, Payload,
 };
 use nixos_lift::handoff::{NetworkHandoff, Secrets};
 use nixos_lift::plan::{FlakeTarget, InstallerPlan, Plan, TargetDisk, PLAN_VERSION};
@@ -113,6 +114,28 @@ fn archive_checks_ok_and_lists_every_planned_path() {
         );
     }
     assert!(report.to_text().contains("target=/dev/sda"));
+}
+
+/// After a fallback, stage 1 appends a second archive whose kexec.json overrides the first one:
+/// the installer must read the method actually used, and why.
+#[test]
+fn kexec_fallback_record_overrides_the_first_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("payload.cpio.gz");
+    let mut file = std::fs::File::create(&archive).unwrap();
+    write_archive(&payload(), &mut file).unwrap();
+    let record = KexecRecord {
+        method: KexecMethod::KexecLoad,
+        fallback_reason: Some("kexec_file_load: Function not implemented (os error 38)".into()),
+    };
+    write_kexec_override(&record, &mut file).unwrap();
+    drop(file);
+    let report = check_archive(&archive).unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.kexec_method.as_deref(), Some("kexec_load"));
+    assert!(report.to_text().contains(
+        "kexec: method=kexec_load fallback=kexec_file_load: Function not implemented (os error 38)\n"
+    ));
 }
 
 #[test]

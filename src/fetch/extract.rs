@@ -199,28 +199,51 @@ pub fn cmdline_from_run(script: &str) -> Option<String> {
     (line.len() > "init=".len()).then_some(line)
 }
 
-/// An arm64 kernel must be an uncompressed `Image`: the magic `ARM\x64` at 0x38.
+/// An arm64 kernel must be an uncompressed `Image` (magic `ARM\x64` at 0x38): both kexec
+/// syscalls reject a compressed one with EINVAL, so refuse it here, before anything is loaded.
 pub fn check_kernel(kernel: &Path, arch: &str) -> Result<()> {
-    let mut head = [0u8; 64];
-    let mut f = File::open(kernel).map_err(|e| Error::io("reading the installer kernel", e))?;
-    let n = f
-        .read(&mut head)
-        .map_err(|e| Error::io("reading the installer kernel", e))?;
-    if arch == "aarch64" {
-        if head[..2] == [0x1f, 0x8b] {
-            return Err(Error::Other(
-                "the installer's arm64 kernel is gzip-compressed; kexec needs the uncompressed \
-                 Image (build the installer with the Image, not Image.gz)"
-                    .into(),
-            ));
-        }
-        if n < 64 || &head[0x38..0x3c] != b"ARM\x64" {
-            return Err(Error::Other(
-                "the installer kernel is not an arm64 Image".into(),
-            ));
-        }
+    if arch != "aarch64" {
+        return Ok(());
     }
-    Ok(())
+    let mut head = Vec::with_capacity(64);
+    File::open(kernel)
+        .and_then(|f| f.take(64).read_to_end(&mut head))
+        .map_err(|e| Error::io("reading the installer kernel", e))?;
+    if head.get(0x38..0x3c) == Some(b"ARM\x64".as_slice()) {
+        return Ok(());
+    }
+    let found = match compression(&head) {
+        Some(kind) => format!("a kernel compressed with {kind}"),
+        None => "no arm64 Image header (no ARM\\x64 magic at offset 0x38)".to_string(),
+    };
+    Err(Error::Refused {
+        action: "kexec".into(),
+        guard: "arm64-image",
+        detail: format!(
+            "found {found} in {}; needed an uncompressed arm64 Image; way out: build the \
+             installer tarball with the kernel's Image, not Image.gz or vmlinuz.efi",
+            kernel.file_name().unwrap_or_default().to_string_lossy()
+        ),
+    })
+}
+
+/// The compression a kernel file starts with, by its magic bytes.
+fn compression(head: &[u8]) -> Option<&'static str> {
+    const MAGICS: [(&[u8], &str); 5] = [
+        (&[0x1f, 0x8b], "gzip"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),
+        (&[0x04, 0x22, 0x4d, 0x18], "lz4"),
+        (b"BZh", "bzip2"),
+    ];
+    // CONFIG_EFI_ZBOOT: a PE image ("MZ") whose payload is compressed ("zimg" at offset 4).
+    if head.starts_with(b"MZ") && head.get(4..8) == Some(b"zimg".as_slice()) {
+        return Some("EFI zboot");
+    }
+    MAGICS
+        .iter()
+        .find(|(magic, _)| head.starts_with(magic))
+        .map(|(_, kind)| *kind)
 }
 
 #[cfg(test)]
@@ -246,5 +269,51 @@ mod tests {
         );
         assert_eq!(clean(Path::new("../etc/passwd")), None);
         assert_eq!(clean(Path::new("/etc/passwd")), None);
+    }
+
+    fn kernel_file(bytes: &[u8]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bzImage");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn arm64_kernel_must_be_an_uncompressed_image() {
+        let mut image = vec![0u8; 128];
+        image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        let (_d, path) = kernel_file(&image);
+        assert!(check_kernel(&path, "aarch64").is_ok());
+
+        let (_d, path) = kernel_file(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
+        let err = check_kernel(&path, "aarch64").unwrap_err();
+        assert_eq!(err.reason(), "arm64-image");
+        assert_eq!(err.exit_code(), crate::error::exit::REFUSED);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("found a kernel compressed with gzip in bzImage"),
+            "{msg}"
+        );
+        assert!(msg.contains("needed an uncompressed arm64 Image"), "{msg}");
+        assert!(msg.contains("way out: "), "{msg}");
+
+        let mut zboot = b"MZ\0\0zimg".to_vec();
+        zboot.resize(128, 0);
+        let (_d, path) = kernel_file(&zboot);
+        let msg = check_kernel(&path, "aarch64").unwrap_err().to_string();
+        assert!(
+            msg.contains("found a kernel compressed with EFI zboot"),
+            "{msg}"
+        );
+
+        let (_d, path) = kernel_file(b"short");
+        let msg = check_kernel(&path, "aarch64").unwrap_err().to_string();
+        assert!(msg.contains("no arm64 Image header"), "{msg}");
+    }
+
+    #[test]
+    fn other_arches_are_not_checked() {
+        let (_d, path) = kernel_file(&[0x1f, 0x8b]);
+        assert!(check_kernel(&path, "x86_64").is_ok());
     }
 }

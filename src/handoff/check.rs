@@ -37,6 +37,8 @@ pub struct CheckReport {
     pub arch: Option<String>,
     pub firmware: Option<String>,
     pub kexec_method: Option<String>,
+    /// Why stage 1 fell back to `kexec_load`, when it did.
+    pub kexec_fallback: Option<String>,
     pub interfaces: usize,
     pub dns: Vec<String>,
     /// Every handoff path with `ok` or what is wrong with it.
@@ -143,6 +145,7 @@ fn check_files(source: String, files: &Files, with_root_level: bool) -> CheckRep
         arch: None,
         firmware: None,
         kexec_method: None,
+        kexec_fallback: None,
         interfaces: 0,
         dns: Vec::new(),
         files: BTreeMap::new(),
@@ -223,6 +226,7 @@ fn check_files(source: String, files: &Files, with_root_level: bool) -> CheckRep
         report.kexec_method = serde_json::to_value(record.method)
             .ok()
             .and_then(|v| v.as_str().map(String::from));
+        report.kexec_fallback = record.fallback_reason;
     }
 
     let keys_path = own(AUTHORIZED_KEYS_FILE);
@@ -327,8 +331,12 @@ impl CheckReport {
             }
         ));
         out.push_str(&format!(
-            "kexec: method={}\n",
-            self.kexec_method.as_deref().unwrap_or("-")
+            "kexec: method={}{}\n",
+            self.kexec_method.as_deref().unwrap_or("-"),
+            self.kexec_fallback
+                .as_deref()
+                .map(|why| format!(" fallback={why}"))
+                .unwrap_or_default()
         ));
         for (path, state) in &self.files {
             out.push_str(&format!("file: {path} {state}\n"));

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# arm64 (issue 9): the static aarch64 agent cross-builds from this checkout's Cargo.lock, and the
-# arm64 guest pieces of the simulated cloud (kernel, busybox, static kexec, QEMU) are prepared.
+# arm64 (issue 9): the static aarch64 agent cross-builds from this checkout's Cargo.lock, the
+# arm64 guest pieces of the simulated cloud (kernel, busybox, static kexec, QEMU) are prepared,
+# and the arm64 scenarios run it on an emulated arm64 VM (`tests/vm/takeover.sh --arch aarch64
+# all`).
 #
 # The cross build uses the `cross-check` profile (release without LTO) to fit CI's time budget;
 # `packaging/build-aarch64.sh` with no option builds the shipped (LTO) binary from the same code.
@@ -38,3 +40,10 @@ case $(file -b "$AARCH64_IMAGE") in *"ARM64"*"boot executable Image"*) ok "the a
 if version=$("$AARCH64_QEMU_USER" "$bin" --version 2>&1); then ok "the aarch64 binary runs (qemu-user): $version"; else bad "the aarch64 binary does not run under qemu-user: $version"; fi
 
 [ "$fails" = 0 ] || { echo "60-arm64: $fails check(s) failed"; exit 1; }
+
+start=$(date +%s)
+rc=0
+bash tests/vm/takeover.sh --arch aarch64 -q all || rc=$?
+echo "60-arm64: arm64 scenarios took $(( $(date +%s) - start )) s (exit $rc)"
+# Stage 1 is on main, so a scenario that could not run (77: all SKIPPED) fails here too.
+exit "$rc"

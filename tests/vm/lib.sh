@@ -12,7 +12,8 @@
 # shellcheck disable=SC2034
 
 VM_SRC=$REPO_ROOT/tests/vm
-CACHE=${SIMCLOUD_CACHE:-$VM_SRC/.cache}
+BASE_CACHE=${SIMCLOUD_CACHE:-$VM_SRC/.cache}
+CACHE=$BASE_CACHE   # select_arch gives another arch its own subdirectory
 FAKECLOUD=${SIMCLOUD_FAKECLOUD:-$REPO_ROOT/tests/fakecloud/server.py}
 METADATA_ADDR=169.254.169.254
 RELEASE_ADDR=169.254.10.10
@@ -26,6 +27,14 @@ DISK_SIZE=8G   # sparse; the root partition inside is small
 GUEST_MODULES="virtio_pci virtio_net virtio_blk ext4 efivarfs"
 # The installer fixture also reads the harness's per-scenario control from fw_cfg.
 INSTALLER_MODULES="qemu_fw_cfg"
+# The guest architecture: x86_64 runs the host's own kernel and busybox; select_arch changes these.
+ARCH=x86_64
+QEMU=qemu-system-x86_64
+QEMU_MACHINE=()
+CONSOLE=ttyS0
+MODULES_BASE=/    # where `modprobe -d` finds lib/modules/KVER
+BUSYBOX=/bin/busybox
+AGENT_RUN=()      # how the host runs the guest's agent (qemu-user for another arch)
 
 log() { printf '[simcloud] %s\n' "$*"; }
 die() {
@@ -43,10 +52,39 @@ _cleanup() {
 trap _cleanup EXIT
 trap 'exit 130' INT TERM
 
+# select_arch ARCH: x86_64, or aarch64: `qemu-system-aarch64 -M virt` (TCG) with Debian's arm64
+# kernel, modules, busybox and static kexec from tests/vm/aarch64-assets.sh, and the cross-built
+# agent. Another arch keeps its built pieces and runs in CACHE/ARCH.
+select_arch() {
+    ARCH=$1
+    case $ARCH in
+        x86_64) return 0 ;;
+        aarch64) ;;
+        *) die "unknown arch '$ARCH' (x86_64 or aarch64)" ;;
+    esac
+    CACHE=$BASE_CACHE/$ARCH
+    QEMU=qemu-system-aarch64
+    QEMU_MACHINE=(-M virt -cpu cortex-a57)
+    CONSOLE=ttyAMA0
+    GUEST_MODULES="$GUEST_MODULES nvme" # Graviton's disks are NVMe
+    local env=$BASE_CACHE/assets-aarch64/assets.env
+    [ -f "$env" ] || die "no arm64 assets in $BASE_CACHE/assets-aarch64 (run tests/vm/aarch64-assets.sh)"
+    # shellcheck source=/dev/null
+    . "$env"
+    MODULES_BASE=$BASE_CACHE/assets-aarch64
+    BUSYBOX=$AARCH64_BUSYBOX
+    AGENT_RUN=("$AARCH64_QEMU_USER")
+}
+
 # ---- one-time preparation -------------------------------------------------------------------
 
-# Picks the newest installed distro kernel; sets KVER and VMLINUZ.
+# Picks the newest installed distro kernel (for aarch64 the cached arm64 one); sets KVER and VMLINUZ.
 pick_kernel() {
+    if [ "$ARCH" = aarch64 ]; then
+        VMLINUZ=$AARCH64_IMAGE
+        KVER=$AARCH64_KVER
+        return 0
+    fi
     VMLINUZ=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
     [ -n "$VMLINUZ" ] || die "no kernel in /boot (run tests/vm/setup.sh)"
     KVER=${VMLINUZ#/boot/vmlinuz-}
@@ -61,7 +99,7 @@ add_modules() {
     mkdir -p "$dir/lib/modules"
     : >"$dir/lib/modules/load-order"
     for mod in $GUEST_MODULES "$@"; do
-        modprobe -S "$KVER" --show-depends "$mod" | while read -r line; do
+        modprobe -d "$MODULES_BASE" -S "$KVER" --show-depends "$mod" | while read -r line; do
             set -- $line
             [ "$1" = insmod ] || continue
             path=$2
@@ -83,7 +121,8 @@ add_modules() {
 add_busybox() {
     local dir=$1 applet
     mkdir -p "$dir/bin"
-    cp /bin/busybox "$dir/bin/busybox"
+    cp "$BUSYBOX" "$dir/bin/busybox"
+    # The host's busybox-static names the applets (the same Debian version for every arch).
     for applet in $(/bin/busybox --list); do
         [ -e "$dir/bin/$applet" ] || ln -s busybox "$dir/bin/$applet"
     done
@@ -97,15 +136,25 @@ mk_initrd() {
 # Builds the static agent (packaging/build-static.sh) and a stripped copy for the guests.
 build_agent() {
     local bin
-    log "building the static agent (packaging/build-static.sh --debug)"
-    bin=$("$REPO_ROOT/packaging/build-static.sh" --debug) || die "static build failed"
-    strip -o "$CACHE/nixos-lift" "$bin"
+    if [ "$ARCH" = aarch64 ]; then
+        # ARM64_PROFILE=release runs the shipped (LTO) build instead of CI's cross-check one.
+        log "cross-building the static aarch64 agent (packaging/build-aarch64.sh --profile ${ARM64_PROFILE:-cross-check})"
+        bin=$("$REPO_ROOT/packaging/build-aarch64.sh" --profile "${ARM64_PROFILE:-cross-check}") || die "aarch64 cross build failed"
+        aarch64-linux-gnu-strip -o "$CACHE/nixos-lift" "$bin"
+    else
+        log "building the static agent (packaging/build-static.sh --debug)"
+        bin=$("$REPO_ROOT/packaging/build-static.sh" --debug) || die "static build failed"
+        strip -o "$CACHE/nixos-lift" "$bin"
+    fi
     AGENT=$CACHE/nixos-lift
-    "$AGENT" --version >/dev/null || die "the static agent does not run on the host"
+    agent_host --version >/dev/null || die "the static agent does not run on the host"
 }
 
+# agent_host ARGS...: runs the guest's agent on the host (through qemu-user for another arch).
+agent_host() { "${AGENT_RUN[@]}" "$AGENT" "$@"; }
+
 # agent_supports WORDS...: true when `nixos-lift WORDS... --help` exists in the built agent.
-agent_supports() { "$AGENT" "$@" --help >/dev/null 2>&1; }
+agent_supports() { agent_host "$@" --help >/dev/null 2>&1; }
 
 # The fresh VM's initramfs: busybox, modules, an /init that switch_roots to the disk.
 build_fresh_initrd() {
@@ -117,9 +166,11 @@ build_fresh_initrd() {
     mk_initrd "$dir" "$CACHE/fresh-initrd.gz"
 }
 
-# The installer fixture's tarballs, in $CACHE/www:
-#   installer-x86_64.tar.gz           nixos-images' layout: kexec/bzImage, kexec/initrd, kexec/run
-#   installer-manifest-x86_64.tar.gz  nixos-lift's layout: the same plus kexec/manifest.json
+# The installer fixture's tarballs, in $CACHE/www (ARCH: x86_64 or aarch64):
+#   installer-ARCH.tar.gz           nixos-images' layout: kexec/bzImage, kexec/initrd, kexec/run
+#                                   (aarch64: bzImage is the uncompressed arm64 Image, as upstream
+#                                   names it, and kexec/kexec the static arm64 kexec-tools)
+#   installer-manifest-ARCH.tar.gz  nixos-lift's layout: the same plus kexec/manifest.json
 # Each layout puts its own `nixos_lift.layout=` on the kernel command line, so the installer's
 # console shows which one stage 1 followed. Sets INSTALLER_SHA256 and INSTALLER_MANIFEST_SHA256.
 build_installer() {
@@ -143,6 +194,7 @@ FIXTURE_PROBE_HOST=$RELEASE_ADDR
 FIXTURE_PROBE_PATH=/probe.txt
 ENV
     cp "$VMLINUZ" "$tar/kexec/bzImage"
+    if [ "$ARCH" = aarch64 ]; then cp "$AARCH64_KEXEC" "$tar/kexec/kexec"; fi
     mk_initrd "$dir" "$tar/kexec/initrd"
     params=$(fixture_params)
     # The shape of nixos-images' kexec-run.sh after substitution: stage 1 takes `init=` and
@@ -159,18 +211,19 @@ SCRIPT_DIR=\$(cd "\$(dirname "\$0")" && pwd)
 RUN
     chmod +x "$tar/kexec/run"
     mkdir -p "$CACHE/www"
-    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-x86_64.tar.gz" kexec
-    INSTALLER_SHA256=$(sha256sum "$CACHE/www/installer-x86_64.tar.gz" | cut -d' ' -f1)
+    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-$ARCH.tar.gz" kexec
+    INSTALLER_SHA256=$(sha256sum "$CACHE/www/installer-$ARCH.tar.gz" | cut -d' ' -f1)
 
-    # kexec/manifest.json in the shape nix/installer writes (no static kexec binary here:
+    # kexec/manifest.json in the shape nix/installer writes (on x86_64 no static kexec binary:
     # stage 1's kexec_file_load is what the scenarios exercise).
-    python3 - "$tar/kexec/manifest.json" "$params nixos_lift.layout=manifest" <<'PY'
-import json, sys
+    python3 - "$tar/kexec/manifest.json" "$params nixos_lift.layout=manifest" "$ARCH" <<'PY'
+import json, os, sys
 params = sys.argv[2].split()
+kexec = os.path.join(os.path.dirname(sys.argv[1]), "kexec")
 json.dump({
     "version": 1,
     "name": "nixos-lift-test-installer",
-    "system": "x86_64-linux",
+    "system": sys.argv[3] + "-linux",
     "nixos_release": "test-fixture",
     "agent_version": None,
     "kernel": "kexec/bzImage",
@@ -179,14 +232,15 @@ json.dump({
     "kernel_params": params,
     "cmdline": " ".join(["init=/init"] + params),
     "handoff": {"initrd_dir": "nixos-lift", "stage2_dir": "/run/nixos-lift/handoff"},
+    **({"kexec": "kexec/kexec"} if os.path.exists(kexec) else {}),
 }, open(sys.argv[1], "w"), indent=2)
 PY
-    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-manifest-x86_64.tar.gz" kexec
-    INSTALLER_MANIFEST_SHA256=$(sha256sum "$CACHE/www/installer-manifest-x86_64.tar.gz" | cut -d' ' -f1)
+    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-manifest-$ARCH.tar.gz" kexec
+    INSTALLER_MANIFEST_SHA256=$(sha256sum "$CACHE/www/installer-manifest-$ARCH.tar.gz" | cut -d' ' -f1)
 }
 
 # The installer fixture's kernel parameters (after `init=`), shared by both layouts.
-fixture_params() { echo "console=ttyS0,115200 panic=-1 quiet nixos_lift.fixture=install"; }
+fixture_params() { echo "console=$CONSOLE,115200 panic=-1 quiet nixos_lift.fixture=install"; }
 
 # A test CA and the webhook receiver's certificate for $WEBHOOK_ADDR, made once in $CACHE/tls.
 build_tls() {
@@ -319,7 +373,7 @@ start_webhook() {
 boot_vm() {
     local netdev args
     netdev=$(simcloud_netdev)
-    args=(-accel tcg -smp 1 -m "$VM_MEMORY" -nodefaults -display none -serial stdio -no-reboot
+    args=("${QEMU_MACHINE[@]}" -accel tcg -smp 1 -m "$VM_MEMORY" -nodefaults -display none -serial stdio -no-reboot
         -pidfile "$RUN/qemu.pid"
         -netdev "$netdev" -device "virtio-net-pci,netdev=n0,mac=$VM_MAC")
     if [ "$VM_BOOT" = installer ]; then
@@ -327,10 +381,16 @@ boot_vm() {
         args+=(-kernel "$CACHE/installer/kexec/bzImage" -initrd "$RUN/installer-initrd"
             -append "init=/init $(fixture_params) $VM_APPEND")
     else
+        # The root disk on virtio (vda) or, as on Graviton and other Nitro machines, NVMe.
+        local root_dev=/dev/vda1 root_device="virtio-blk-pci,drive=root,serial=$ROOT_SERIAL"
+        if [ "$VM_ROOT_BUS" = nvme ]; then
+            root_dev=/dev/nvme0n1p1
+            root_device="nvme,drive=root,serial=$ROOT_SERIAL"
+        fi
         args+=(-kernel "$VMLINUZ" -initrd "$CACHE/fresh-initrd.gz"
-            -append "console=ttyS0 root=/dev/vda1 ro quiet panic=-1 $VM_APPEND"
+            -append "console=$CONSOLE root=$root_dev ro quiet panic=-1 $VM_APPEND"
             -drive "file=$RUN/root.img,format=raw,if=none,id=root"
-            -device "virtio-blk-pci,drive=root,serial=$ROOT_SERIAL")
+            -device "$root_device")
     fi
     local s
     for s in "${VM_SMBIOS[@]+"${VM_SMBIOS[@]}"}"; do args+=(-smbios "$s"); done
@@ -342,15 +402,18 @@ boot_vm() {
         args+=(-drive "file=$RUN/data.img,format=raw,if=none,id=data"
             -device "virtio-blk-pci,drive=data,serial=$DATA_SERIAL")
     fi
-    if [ "$VM_FIRMWARE" = uefi ]; then
+    if [ "$VM_FIRMWARE" = uefi ] && [ "$ARCH" = aarch64 ]; then
+        # The virt machine publishes SMBIOS only through its UEFI firmware.
+        args+=(-bios "$AARCH64_QEMU_EFI")
+    elif [ "$VM_FIRMWARE" = uefi ]; then
         cp "$OVMF_VARS" "$RUN/ovmf-vars.fd"
         args+=(-drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE"
             -drive "if=pflash,format=raw,file=$RUN/ovmf-vars.fd")
     fi
-    printf '%q ' qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.cmd"
-    log "booting: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMBIOS[0]:-no smbios} (timeout ${VM_TIMEOUT}s; command in $RUN/qemu.cmd)"
+    printf '%q ' "$QEMU" "${args[@]}" >"$RUN/qemu.cmd"
+    log "booting $ARCH: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMBIOS[0]:-no smbios} (timeout ${VM_TIMEOUT}s; command in $RUN/qemu.cmd)"
     set +e
-    timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null 2>&1 |
+    timeout -k 5 "$VM_TIMEOUT" "$QEMU" "${args[@]}" </dev/null 2>&1 |
         sed -u 's/\r//g; s/\x1b\[[0-9;=?]*[A-Za-z]//g' | tee "$RUN/console.log" | sed -u 's/^/    | /'
     VM_STATUS=${PIPESTATUS[0]}
     set -e

@@ -39,13 +39,14 @@ scenario_defaults() {
     VM_STATIC_GW=""
     VM_DNS=""
     VM_DATA_DISK=no
+    VM_ROOT_BUS=virtio # or nvme
     VM_BOOT=disk # or `installer`: straight into the installer fixture, no stock image
     VM_HOSTNAME=stock-image
     # SIMCLOUD_GUEST_COMMAND replaces the command for debugging a VM setup (the checks then fail).
     VM_COMMAND=${SIMCLOUD_GUEST_COMMAND:-nixos-lift run --config /etc/nixos-lift/config.yaml}
     VM_TIMEOUT=${SIMCLOUD_TIMEOUT:-300}
     METADATA_ARGS=()
-    INSTALLER_FILE=installer-x86_64.tar.gz
+    INSTALLER_FILE=installer-$ARCH.tar.gz
     INSTALLER_LAYOUT=nixos-images
     CONFIG_SHA256=$INSTALLER_SHA256
     CONFIG_MIN_MEMORY=1GiB
@@ -70,7 +71,7 @@ aws_instance() {
 
 # write_config FILE: the config the stock image runs with (the one place it is written).
 write_config() {
-    local url="http://$RELEASE_ADDR/${INSTALLER_FILE/x86_64/'{arch}'}"
+    local url="http://$RELEASE_ADDR/${INSTALLER_FILE/$ARCH/'{arch}'}"
     cat >"$1" <<YAML
 # Written by tests/vm/scenarios.sh for the scenario "$SCENARIO".
 version: 1
@@ -80,7 +81,7 @@ min_memory: $CONFIG_MIN_MEMORY
 installer:
   url: "$url"
   sha256:
-    x86_64: "$CONFIG_SHA256"
+    $ARCH: "$CONFIG_SHA256"
 ssh:
   authorized_keys:
     - "$CONFIG_KEY"

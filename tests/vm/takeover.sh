@@ -7,8 +7,12 @@
 #   bash tests/vm/takeover.sh hetzner            one scenario (the README's main-job command)
 #   bash tests/vm/takeover.sh all                every scenario
 #   bash tests/vm/takeover.sh list               the scenario names
+#   bash tests/vm/takeover.sh --arch aarch64 all every arm64 scenario (tests/vm/scenarios-arm64.sh)
 #
-# Options: --no-setup (skip tests/vm/setup.sh), -q (console only in the log file).
+# Options: --arch x86_64|aarch64 (the guest architecture; default x86_64, or aarch64 when every
+# scenario named is an arm64 one; aarch64 runs its own scenario list on qemu-system-aarch64 with
+# the assets of tests/vm/aarch64-assets.sh), --no-setup (skip tests/vm/setup.sh and the asset
+# script), -q (console only in the log file).
 # Environment: SIMCLOUD_TIMEOUT (seconds per VM, default 300), SIMCLOUD_CACHE (work dir),
 # SIMCLOUD_FAKECLOUD (the metadata server script), SIMCLOUD_GUEST_COMMAND (run this in the
 # stock VM instead of `nixos-lift run`, to debug a VM setup; the checks then fail).
@@ -18,11 +22,46 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$REPO_ROOT/tests/vm/lib.sh"
 source "$REPO_ROOT/tests/vm/scenarios.sh"
+source "$REPO_ROOT/tests/vm/scenarios-arm64.sh"
 
-parse_takeover_args "$SCENARIOS" "$@"
+# --arch picks the scenario list; without it, naming an arm64 scenario selects aarch64.
+arch=""
+args=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --arch)
+            [ $# -ge 2 ] || { echo "takeover.sh: --arch needs x86_64 or aarch64" >&2; exit 2; }
+            arch=$2
+            shift
+            ;;
+        --arch=*) arch=${1#--arch=} ;;
+        *) args+=("$1") ;;
+    esac
+    shift
+done
+if [ -z "$arch" ]; then
+    arch=x86_64
+    for name in "${args[@]+"${args[@]}"}"; do
+        if [[ " $SCENARIOS_AARCH64 " == *" $name "* ]]; then arch=aarch64; fi
+    done
+fi
+case $arch in
+    x86_64) scenarios=$SCENARIOS others=$SCENARIOS_AARCH64 ;;
+    aarch64) scenarios=$SCENARIOS_AARCH64 others=$SCENARIOS ;;
+    *) echo "takeover.sh: unknown arch '$arch' (x86_64 or aarch64)" >&2; exit 2 ;;
+esac
+for name in "${args[@]+"${args[@]}"}"; do
+    if [[ " $others " == *" $name "* ]]; then
+        echo "takeover.sh: '$name' is not an $arch scenario; run the two arches separately" >&2
+        exit 2
+    fi
+done
+parse_takeover_args "$scenarios" "${args[@]+"${args[@]}"}"
 
 start_all=$(date +%s)
 [ "$setup" = yes ] && bash "$REPO_ROOT/tests/vm/setup.sh"
+[ "$setup" = yes ] && [ "$arch" = aarch64 ] && bash "$REPO_ROOT/tests/vm/aarch64-assets.sh" >/dev/null
+select_arch "$arch"
 mkdir -p "$CACHE"
 pick_kernel
 build_agent
@@ -30,7 +69,7 @@ build_fresh_initrd
 build_tls
 build_installer
 build_base_rootfs
-log "prepared in $(( $(date +%s) - start_all )) s: kernel $KVER, installer sha256 $INSTALLER_SHA256"
+log "prepared $ARCH in $(( $(date +%s) - start_all )) s: kernel $KVER, installer sha256 $INSTALLER_SHA256"
 
 # build_stock_disks: the stock image's disk (the shared root filesystem plus this scenario's
 # config and settings) and the optional data volume, with their digests for the no-write check.
