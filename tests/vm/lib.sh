@@ -179,7 +179,7 @@ build_installer() {
     add_busybox "$dir"
     add_modules "$dir" $INSTALLER_MODULES
     cp "$VM_SRC/installer/init" "$dir/init"
-    cp "$VM_SRC/installer/json.awk" "$VM_SRC/guest/udhcpc.script" "$dir/lib/fixture/"
+    cp "$VM_SRC/installer/json.awk" "$VM_SRC/guest/udhcpc.script" "$VM_SRC/guest/disk-by-id.sh" "$dir/lib/fixture/"
     # Stage 2 runs busybox udhcpc without -s: it needs the default hook, which Debian's
     # busybox looks for in /etc/udhcpc (upstream's default is /usr/share/udhcpc).
     mkdir -p "$dir/etc/udhcpc" "$dir/usr/share/udhcpc" "$dir/etc/ssl/certs" "$dir/doubles"
@@ -265,6 +265,7 @@ build_base_rootfs() {
     add_busybox "$dir"
     for d in sbin usr/bin usr/sbin; do mkdir -p "$dir/$d"; done
     cp "$VM_SRC/guest/init" "$dir/sbin/init"
+    mkdir -p "$dir/lib/simcloud" && cp "$VM_SRC/guest/disk-by-id.sh" "$dir/lib/simcloud/"
     cp "$VM_SRC/guest/udhcpc.script" "$dir/etc/udhcpc.script"
     cp "$AGENT" "$dir/usr/local/bin/nixos-lift"
     # The host's roots plus the test CA: stage 1 posts its progress to the webhook receiver too.
@@ -552,7 +553,7 @@ expect_flake_files() {
         "networking.hostName = lib.mkDefault \"$1\";"
     expect_in_file "the facts module carries the config's SSH key" "$dir/nixos-lift-facts.nix" "\"$CONFIG_KEY\""
     expect_in_file "the facts module points disko at the root disk by id" "$dir/nixos-lift-facts.nix" \
-        "diskDevice = \"/dev/disk/by-id/virtio-$ROOT_SERIAL\";"
+        "diskDevice = \"$(root_disk_by_id)\";"
 }
 
 # expect_no_secrets: neither token of this run appears on the console or in any record (argv,
@@ -644,14 +645,27 @@ PY
     fi
 }
 
+# root_disk, root_disk_by_id: the stock image's root disk as the guests name it, on VM_ROOT_BUS
+# (virtio: vda, virtio-SERIAL; nvme: nvme0n1, udev's nvme-MODEL_SERIAL with QEMU's model).
+root_disk() { if [ "${VM_ROOT_BUS:-virtio}" = nvme ]; then echo /dev/nvme0n1; else echo /dev/vda; fi; }
+root_disk_by_id() {
+    if [ "${VM_ROOT_BUS:-virtio}" = nvme ]; then
+        echo "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_$ROOT_SERIAL"
+    else
+        echo "/dev/disk/by-id/virtio-$ROOT_SERIAL"
+    fi
+}
+
 # expect_stage2_done ATTR [reboot]: stage 2 ran every phase to `nixos-lift: done` and returned
 # to the fixture with 0 (reboot: false), or with `reboot` (reboot: true) rebooted the VM
 # (expect_reboot).
 expect_stage2_done() {
-    local n phase done_re="^nixos-lift: done: installed git\\+http://$RELEASE_ADDR/example\\.git#$1 on /dev/vda"
+    local n phase disk done_re
+    disk=$(root_disk)
+    done_re="^nixos-lift: done: installed git\\+http://$RELEASE_ADDR/example\\.git#$1 on $disk"
     n=0
     for phase in "reading the handoff" "restoring the network" "finding the target disk" "composing" \
-        "partitioning /dev/vda \\(disko\\)" "installing" "leaving a trail"; do
+        "partitioning $disk \\(disko\\)" "installing" "leaving a trail"; do
         n=$((n + 1))
         expect "stage 2 phase $n/8: $phase" "^nixos-lift: \\[$n/8\\] $phase"
     done
@@ -664,7 +678,7 @@ expect_stage2_done() {
         expect "the installer fetched a URL from the host through the network stage 2 restored" \
             "^installer-fixture: probe http://$RELEASE_ADDR/probe.txt -> probe-ok $PROBE_TOKEN\$"
     fi
-    expect "the target disk was found again by serial" "^nixos-lift: target disk /dev/vda matched by serial \\(/dev/disk/by-id/virtio-$ROOT_SERIAL\\)"
+    expect "the target disk was found again by serial" "^nixos-lift: target disk $disk matched by serial \\($(root_disk_by_id)\\)"
     expect "stage 2 waited for the flake host and substituter" "^nixos-lift: network: reachable $RELEASE_ADDR:80\$"
 }
 

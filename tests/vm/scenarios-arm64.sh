@@ -49,9 +49,24 @@ expect_kexec_load_fallback() {
         '^installer-fixture: check: kexec: method=kexec_load fallback=kexec_file_load: Function not implemented'
 }
 
+# expect_stage2_aarch64: stage 2 (`nixos-lift install` with the recording doubles) ran the
+# aarch64 flake to done on the root disk found again by its stable id, under UEFI.
+expect_stage2_aarch64() {
+    expect_stage2_done cloud-aarch64
+    expect_stage2_install "$(plan_hostname)" cloud-aarch64
+    expect_in_file "the facts module carries the UEFI bootloader hints" \
+        "$RUN/records/run/nixos-lift/flake/nixos-lift-facts.nix" 'efiInstallAsRemovable = lib.mkDefault true'
+    # shellcheck disable=SC2086 # one word per event
+    expect_webhook $WEBHOOK_DONE
+}
+
 # ---- 1. Hetzner arm64 (CAX), UEFI: {arch} is aarch64, kexec through the kexec_load fallback ----
 # Hetzner's SMBIOS strings are the same on CAX as on x86 (scenario_defaults'); only UEFI differs.
-scenario_arm64-hetzner-cax() { VM_FIRMWARE=uefi; }
+# A harmless control word proves the fixture's fw_cfg channel on the virt machine after kexec.
+scenario_arm64-hetzner-cax() {
+    VM_FIRMWARE=uefi
+    VM_FIXTURE_CONTROL="channel=fw_cfg"
+}
 check_arm64-hetzner-cax() {
     expect_download
     expect "the stock VM runs Debian's arm64 kernel" '^fresh-vm: up, [^ ]*-arm64,'
@@ -61,7 +76,7 @@ check_arm64-hetzner-cax() {
     expect_fixture_json "the plan names the cloud: hetzner" plan 'j["provider"]' hetzner
     expect_fixture_json "the plan's arch is aarch64" plan 'j["arch"]' aarch64
     expect_fixture_json "the plan resolved {arch} in the flake to aarch64" plan 'j["flake"]["reference"]' \
-        "github:nixos-lift/example#cloud-aarch64"
+        "git+http://$RELEASE_ADDR/example.git#cloud-aarch64"
     expect_fixture_json "the plan fetched installer-{arch} as installer-aarch64" plan 'j["installer"]["url"]' \
         "http://$RELEASE_ADDR/installer-aarch64.tar.gz"
     expect_fixture_json "the plan's firmware is uefi" plan 'j["firmware"]' uefi
@@ -69,6 +84,9 @@ check_arm64-hetzner-cax() {
     expect "the installer runs under UEFI" '^installer-fixture: firmware=uefi$'
     expect "the kernel command line came from kexec/run (nixos-images layout)" '^installer-fixture: booted .* nixos_lift\.layout=nixos-images'
     expect_kexec_load_fallback
+    expect "the fixture read its control from fw_cfg (qemu_fw_cfg on arm64 virt)" '^installer-fixture: control: channel=fw_cfg$'
+    expect "stage 2 restored DHCP with udhcpc (the stock image had DHCP)" '^nixos-lift: network: eth0: DHCP lease from udhcpc$'
+    expect_stage2_aarch64
     expect_disks_untouched
 }
 
@@ -101,10 +119,11 @@ check_arm64-aws-graviton() {
     expect_fixture_json "the target's transport is nvme" plan 'j["target"]["transport"]' nvme
     expect_fixture_json "the target carries the NVMe serial" plan 'j["target"]["serial"]' "$ROOT_SERIAL"
     expect_fixture_json "the target's stable id is udev's NVMe by-id name" plan 'j["target"]["by_id"]' \
-        "/dev/disk/by-id/nvme-QEMU_NVMe_Ctrl_$ROOT_SERIAL"
+        "$(root_disk_by_id)"
     expect_fixture_json "the virtio data volume is left alone" plan '[d["path"] for d in j["other_disks"]]' "['/dev/vda']"
     expect "the kernel command line came from kexec/manifest.json" '^installer-fixture: booted .* nixos_lift\.layout=manifest'
     expect_kexec_load_fallback
+    expect_stage2_aarch64
     expect_disks_untouched
 }
 
