@@ -645,8 +645,10 @@ PY
     fi
 }
 
-# root_disk, root_disk_by_id: the stock image's root disk as the guests name it, on VM_ROOT_BUS
-# (virtio: vda, virtio-SERIAL; nvme: nvme0n1, udev's nvme-MODEL_SERIAL with QEMU's model).
+# root_disk, root_disk_by_id, root_disk_match: the stock image's root disk as the guests name it,
+# on VM_ROOT_BUS, and the strongest identity stage 2 finds it by (virtio: vda, virtio-SERIAL, the
+# serial; nvme: nvme0n1, udev's nvme-MODEL_SERIAL with QEMU's model, the namespace's WWN).
+root_disk_match() { if [ "${VM_ROOT_BUS:-virtio}" = nvme ]; then echo wwn; else echo serial; fi; }
 root_disk() { if [ "${VM_ROOT_BUS:-virtio}" = nvme ]; then echo /dev/nvme0n1; else echo /dev/vda; fi; }
 root_disk_by_id() {
     if [ "${VM_ROOT_BUS:-virtio}" = nvme ]; then
@@ -678,7 +680,7 @@ expect_stage2_done() {
         expect "the installer fetched a URL from the host through the network stage 2 restored" \
             "^installer-fixture: probe http://$RELEASE_ADDR/probe.txt -> probe-ok $PROBE_TOKEN\$"
     fi
-    expect "the target disk was found again by serial" "^nixos-lift: target disk $disk matched by serial \\($(root_disk_by_id)\\)"
+    expect "the target disk was found again by $(root_disk_match)" "^nixos-lift: target disk $disk matched by $(root_disk_match) \\($(root_disk_by_id)\\)"
     expect "stage 2 waited for the flake host and substituter" "^nixos-lift: network: reachable $RELEASE_ADDR:80\$"
 }
 
