@@ -94,6 +94,16 @@ impl Run {
         let facts: Value = serde_json::from_str(&self.stdout).unwrap();
         facts["cloud"].clone()
     }
+
+    /// Asserts that the one-line error (or a log line) names `text`.
+    #[track_caller]
+    fn says(&self, text: &str) {
+        assert!(
+            self.stderr.contains(text),
+            "no {text:?} in: {}",
+            self.stderr
+        );
+    }
 }
 
 fn host(name: &str) -> PathBuf {
@@ -248,8 +258,8 @@ fn aws_token_refused_means_imds_disabled() {
         &["--metadata-base", &fake.base()],
     );
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("IMDS is disabled"), "{}", run.stderr);
-    assert!(run.stderr.contains("metadata-disabled"));
+    run.says("IMDS is disabled");
+    run.says("metadata-disabled");
 }
 
 #[test]
@@ -282,11 +292,7 @@ fn aws_expired_token_is_refreshed_once() {
         token(after).is_some() && token(after) != token(&reqs[expired]),
         "{after}"
     );
-    assert!(
-        run.stderr.contains("expired or was revoked"),
-        "{}",
-        run.stderr
-    );
+    run.says("expired or was revoked");
 }
 
 #[test]
@@ -297,17 +303,8 @@ fn aws_token_rejected_again_after_a_refresh_fails_clearly() {
         &["--metadata-base", &fake.base(), "--metadata-timeout", "20"],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("answered 401 even with a fresh IMDSv2 token"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("metadata-unauthorized"),
-        "{}",
-        run.stderr
-    );
+    run.says("answered 401 even with a fresh IMDSv2 token");
+    run.says("metadata-unauthorized");
     let puts = fake
         .requests()
         .iter()
@@ -328,17 +325,8 @@ fn aws_imdsv1_fallback_answered_401_says_why() {
         &["--metadata-base", &fake.base()],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("the service wants a token it does not issue"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("metadata-unauthorized"),
-        "{}",
-        run.stderr
-    );
+    run.says("the service wants a token it does not issue");
+    run.says("metadata-unauthorized");
 }
 
 #[test]
@@ -847,5 +835,5 @@ fn identity_mismatch_with_dmi_is_refused() {
     );
     let run = detect(&host("hetzner-x86_64"), &["--metadata-base", &fake.base()]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("metadata-mismatch"), "{}", run.stderr);
+    run.says("metadata-mismatch");
 }

@@ -16,6 +16,7 @@ mod summary;
 pub mod sysroot;
 mod system;
 
+pub use mounts::unescape_octal;
 pub use net::NETWORK_STATE_FILE;
 pub use summary::summary;
 pub use sysroot::SysRoot;

@@ -77,7 +77,7 @@ fn parse_mountinfo_line(line: &str) -> Option<Mount> {
 }
 
 /// The kernel writes space, tab, newline and backslash in paths as `\040`-style octal.
-fn unescape_octal(s: &str) -> String {
+pub fn unescape_octal(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

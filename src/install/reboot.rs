@@ -71,37 +71,13 @@ fn mounts_under(mounts: &str, mnt: &str) -> Vec<String> {
     mounts
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
-        .map(unescape)
+        .map(crate::host::unescape_octal)
         .filter(|p| {
             p == mnt
                 || p.strip_prefix(mnt)
                     .is_some_and(|rest| rest.starts_with('/'))
         })
         .collect()
-}
-
-fn unescape(field: &str) -> String {
-    let mut out = Vec::with_capacity(field.len());
-    let bytes = field.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
