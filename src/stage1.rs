@@ -278,15 +278,7 @@ struct Progress {
 
 impl Progress {
     fn begin(&mut self, phase: &str, message: &str) {
-        self.step = PHASES.iter().position(|p| *p == phase).map_or(0, |i| i + 1);
-        self.reporter.event(
-            phase,
-            self.step as u32,
-            PHASES.len() as u32,
-            Status::Running,
-            message,
-            None,
-        );
+        self.step = self.reporter.begin(&PHASES, phase, message);
     }
 
     /// The remote targets are known once the plan names the cloud (GCP's guest attribute);

@@ -153,15 +153,7 @@ struct Stage<'a> {
 impl Stage<'_> {
     /// Starts phase `name`: one event, one console line.
     fn begin(&mut self, name: &str, message: &str) {
-        self.step = PHASES.iter().position(|p| *p == name).map_or(0, |i| i + 1);
-        self.reporter.event(
-            name,
-            self.step as u32,
-            PHASES.len() as u32,
-            Status::Running,
-            message,
-            None,
-        );
+        self.step = self.reporter.begin(&PHASES, name, message);
     }
 
     fn fail(&self, error: Error) -> Failure {
