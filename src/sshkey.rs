@@ -14,6 +14,9 @@ pub struct AuthorizedKey {
     key: PublicKey,
 }
 
+const NOT_A_KEY: &str =
+    "expected an OpenSSH public key line like `ssh-ed25519 AAAAC3... user@host`";
+
 /// sshd's options. An option not in this list makes sshd ignore the whole line.
 const KNOWN_OPTIONS: &[&str] = &[
     "agent-forwarding",
@@ -72,9 +75,7 @@ impl AuthorizedKey {
                 "expected one OpenSSH public key per list item, found several lines".to_string(),
             );
         }
-        let not_a_key = || {
-            "expected an OpenSSH public key line like `ssh-ed25519 AAAAC3... user@host`".to_string()
-        };
+        let not_a_key = || NOT_A_KEY.to_string();
         // As sshd does: the whole line as a key first, else an options field and then a key.
         if let Ok(key) = PublicKey::from_openssh(line) {
             return Ok(Self {
@@ -119,23 +120,18 @@ impl AuthorizedKey {
 /// Splits the options field off the front of `line`: it ends at the first blank outside double
 /// quotes; inside quotes `\"` is a literal quote (sshd's rule).
 fn split_options(line: &str) -> Result<(&str, &str), String> {
-    let mut quoted = false;
-    let mut chars = line.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' if quoted => {
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ' ' | '\t' if !quoted => return Ok((&line[..i], &line[i..])),
-            _ => {}
+    let mut from = 0;
+    while let Some(found) = line[from..].find([' ', '\t', '"']) {
+        let at = from + found;
+        if !line[at..].starts_with('"') {
+            return Ok((&line[..at], &line[at..]));
         }
+        let close = closing_quote(&line[at + 1..]).ok_or_else(|| {
+            "the options before the key have an unterminated quoted string".to_string()
+        })?;
+        from = at + 1 + close + 1;
     }
-    Err(if quoted {
-        "the options before the key have an unterminated quoted string".to_string()
-    } else {
-        "expected an OpenSSH public key line like `ssh-ed25519 AAAAC3... user@host`".to_string()
-    })
+    Err(NOT_A_KEY.to_string())
 }
 
 /// The names of the comma-separated options in `field`: each `name` or `name="value"`, commas
