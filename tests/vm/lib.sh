@@ -128,9 +128,11 @@ add_busybox() {
     done
 }
 
-# mk_initrd DIR OUT: a gzip'd newc archive of DIR.
+# mk_initrd DIR OUT: a gzip'd newc archive of DIR, reproducible (fixed timestamps, renumbered
+# inodes): the same inputs give the same bytes, so build_sized_installer's cache key holds.
 mk_initrd() {
-    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -6 >"$2"
+    find "$1" -mindepth 1 -exec touch -h -d @0 {} +
+    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 --reproducible) | gzip -6 -n >"$2"
 }
 
 # Builds the static agent (packaging/build-static.sh) and a stripped copy for the guests.
@@ -169,10 +171,13 @@ build_fresh_initrd() {
 # The installer fixture's tarballs, in $CACHE/www (ARCH: x86_64 or aarch64):
 #   installer-ARCH.tar.gz           nixos-images' layout: kexec/bzImage, kexec/initrd, kexec/run
 #                                   (aarch64: bzImage is the uncompressed arm64 Image, as upstream
-#                                   names it, and kexec/kexec the static arm64 kexec-tools)
-#   installer-manifest-ARCH.tar.gz  nixos-lift's layout: the same plus kexec/manifest.json
+#                                   names it, and kexec/kexec the static arm64 kexec-tools);
+#                                   kexec/run is upstream's own script (upstream_kexec_run)
+#   installer-manifest-ARCH.tar.gz  nixos-lift's layout: the same plus kexec/manifest.json, as
+#                                   nix/installer writes it (the layout every takeover uses)
 # Each layout puts its own `nixos_lift.layout=` on the kernel command line, so the installer's
 # console shows which one stage 1 followed. Sets INSTALLER_SHA256 and INSTALLER_MANIFEST_SHA256.
+# build_sized_installer adds a realistic-size variant of the manifest layout.
 build_installer() {
     local dir=$CACHE/installer-root tar=$CACHE/installer params
     rm -rf "$dir" "$tar" && mkdir -p "$dir"/{proc,sys,dev,run,tmp,etc,lib/fixture} "$tar/kexec"
@@ -197,21 +202,9 @@ ENV
     if [ "$ARCH" = aarch64 ]; then cp "$AARCH64_KEXEC" "$tar/kexec/kexec"; fi
     mk_initrd "$dir" "$tar/kexec/initrd"
     params=$(fixture_params)
-    # The shape of nixos-images' kexec-run.sh after substitution: stage 1 takes `init=` and
-    # the parameters from the --command-line argument.
-    cat >"$tar/kexec/run" <<RUN
-#!/bin/sh
-# nixos-lift test installer (tests/vm): same shape as nixos-images' kexec/run.
-set -eu
-SCRIPT_DIR=\$(cd "\$(dirname "\$0")" && pwd)
-"\$SCRIPT_DIR/kexec" --load "\$SCRIPT_DIR/bzImage" \\
-  --kexec-syscall-auto \\
-  --initrd="\$SCRIPT_DIR/initrd" --no-checks \\
-  --command-line "init=/init $params nixos_lift.layout=nixos-images"
-RUN
-    chmod +x "$tar/kexec/run"
+    upstream_kexec_run "$tar/kexec/run" "$params nixos_lift.layout=nixos-images"
     mkdir -p "$CACHE/www"
-    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-$ARCH.tar.gz" kexec
+    pack_installer "$tar" "$CACHE/www/installer-$ARCH.tar.gz"
     INSTALLER_SHA256=$(sha256sum "$CACHE/www/installer-$ARCH.tar.gz" | cut -d' ' -f1)
 
     # kexec/manifest.json in the shape nix/installer writes (on x86_64 no static kexec binary:
@@ -235,8 +228,99 @@ json.dump({
     **({"kexec": "kexec/kexec"} if os.path.exists(kexec) else {}),
 }, open(sys.argv[1], "w"), indent=2)
 PY
-    tar -C "$tar" --owner=0 --group=0 -czf "$CACHE/www/installer-manifest-$ARCH.tar.gz" kexec
+    pack_installer "$tar" "$CACHE/www/installer-manifest-$ARCH.tar.gz"
     INSTALLER_MANIFEST_SHA256=$(sha256sum "$CACHE/www/installer-manifest-$ARCH.tar.gz" | cut -d' ' -f1)
+}
+
+# pack_installer DIR OUT [GZIP-LEVEL]: the tarball of DIR/kexec as nixos-images packs it (one
+# gzip stream of a tar of kexec/), owned by root.
+pack_installer() {
+    tar -C "$1" --owner=0 --group=0 --sort=name -cf - kexec | gzip "-${3:-6}" -n >"$2"
+}
+
+# Where the real upstream sources are (read-only, beside the clone, as in CI; never copied into
+# the repository): nixos-images-*.tar.gz among them.
+UPSTREAM_DIR=${SIMCLOUD_UPSTREAM:-$REPO_ROOT/../shared/upstream}
+
+# shell_escape_arg ARG: nixpkgs' lib.escapeShellArg: ARG bare when it matches
+# [[:alnum:],._+:@%/-]+, else in single quotes with each ' written '\''.
+shell_escape_arg() {
+    local LC_ALL=C
+    if [[ $1 =~ ^[[:alnum:],._+:@%/-]+$ ]]; then
+        printf '%s' "$1"
+    else
+        printf "'%s'" "${1//\'/\'\\\'\'}"
+    fi
+}
+
+# upstream_kexec_run OUT PARAMS: nixos-images' nix/kexec-installer/kexec-run.sh, unpacked from
+# $UPSTREAM_DIR/nixos-images-*.tar.gz, with module.nix's substitution by its own sed
+# expressions: @init@ -> /init (the fixture's init), @kernelParams@ -> lib.escapeShellArgs of
+# PARAMS (split on spaces). So stage 1 reads kexec/run exactly as upstream writes it.
+upstream_kexec_run() {
+    local out=$1 tarball args="" p
+    tarball=$(ls -1 "$UPSTREAM_DIR"/nixos-images-*.tar.gz 2>/dev/null | sort | tail -n 1)
+    [ -n "$tarball" ] || die "no nixos-images-*.tar.gz in $UPSTREAM_DIR: the installer fixture's kexec/run is nixos-images' own kexec-run.sh, unpacked from it (SIMCLOUD_UPSTREAM names another directory)"
+    if ! tar -xzOf "$tarball" --wildcards '*/nix/kexec-installer/kexec-run.sh' >"$out.in" 2>/dev/null || [ ! -s "$out.in" ]; then
+        die "$tarball has no nix/kexec-installer/kexec-run.sh"
+    fi
+    for p in $2; do args+="${args:+ }$(shell_escape_arg "$p")"; done
+    # module.nix's sed: the replacement text must not hold sed's own specials.
+    case $args in *'|'* | *'&'* | *\\*) die "kernel parameters '$args' cannot go through module.nix's sed" ;; esac
+    sed -e 's|@init@|/init|' -e "s|@kernelParams@|$args|" "$out.in" >"$out"
+    rm -f "$out.in"
+    chmod 0755 "$out"
+    if grep -q '@init@\|@kernelParams@' "$out" || ! sh -n "$out"; then
+        die "the substituted kexec-run.sh from $tarball is not a valid script"
+    fi
+}
+
+# build_sized_installer MB: the manifest-layout installer at a realistic size, as
+# $CACHE/www/installer-manifest-ARCH-storeMB.tar.gz; sets SIZED_INSTALLER_FILE (that name, for
+# INSTALLER_FILE) and SIZED_INSTALLER_SHA256. Its kexec/initrd is the fixture's initrd followed by
+# an uncompressed newc archive holding /nix-store.squashfs, MB MiB of random (incompressible)
+# data: the stand-in for the squashfs Nix store nixos-images' initrd carries (~430 MB on x86_64).
+# The installer fixture prints the size it finds (`installer-fixture: store image N MiB`).
+# Needs build_installer first. The tarball (gzip -1: the data is incompressible anyway) is cached
+# across runs in $SIMCLOUD_STORE_CACHE (default tests/vm/.cache/sized, outside SIMCLOUD_CACHE),
+# keyed by MB and the digests of the fixture's kexec/ files; the two last used per arch and size
+# are kept.
+build_sized_installer() {
+    local mb=$1 tar=$CACHE/installer store=${SIMCLOUD_STORE_CACHE:-$VM_SRC/.cache/sized} key cached
+    [[ $mb =~ ^[1-9][0-9]*$ ]] || die "build_sized_installer: '$mb' is not a size in MiB"
+    [ -s "$tar/kexec/manifest.json" ] || die "build_sized_installer: run build_installer first"
+    SIZED_INSTALLER_FILE=installer-manifest-$ARCH-store$mb.tar.gz
+    key=$( (echo "store $mb MiB, layout 1" && cd "$tar" && sha256sum kexec/*) | sha256sum | cut -c1-16)
+    cached=$store/$ARCH-store$mb-$key.tar.gz
+    mkdir -p "$store" "$CACHE/www"
+    (
+        flock 9
+        if [ -s "$cached" ] && [ -s "$cached.sha256" ]; then
+            touch "$cached"
+            exit 0
+        fi
+        t=$(date +%s)
+        work=$(mktemp -d "$store/build.XXXXXX")
+        mkdir -p "$work/store" "$work/kexec"
+        head -c "${mb}M" /dev/urandom >"$work/store/nix-store.squashfs"
+        find "$tar/kexec" -mindepth 1 ! -name initrd -exec cp -t "$work/kexec" {} +
+        {
+            cat "$tar/kexec/initrd"
+            # The kernel takes an uncompressed archive only at a 4-byte-aligned offset.
+            head -c $(((4 - $(stat -c %s "$tar/kexec/initrd") % 4) % 4)) /dev/zero
+            (cd "$work/store" && echo nix-store.squashfs | cpio -o -H newc --quiet -R 0:0 --reproducible)
+        } >"$work/kexec/initrd"
+        rm -rf "$work/store"
+        pack_installer "$work" "$work/out.tar.gz" 1
+        sha256sum "$work/out.tar.gz" | cut -d' ' -f1 >"$cached.sha256"
+        mv "$work/out.tar.gz" "$cached"
+        rm -rf "$work"
+        # Keep the two last used of this arch and size.
+        ls -1t "$store/$ARCH-store$mb-"*.tar.gz | tail -n +3 | while read -r old; do rm -f "$old" "$old.sha256"; done
+        log "built $SIZED_INSTALLER_FILE (a $mb MiB store image) in $(($(date +%s) - t)) s, cached in $store"
+    ) 9>"$store/.lock"
+    ln -f "$cached" "$CACHE/www/$SIZED_INSTALLER_FILE" 2>/dev/null || cp "$cached" "$CACHE/www/$SIZED_INSTALLER_FILE"
+    SIZED_INSTALLER_SHA256=$(cat "$cached.sha256")
 }
 
 # The installer fixture's kernel parameters (after `init=`), shared by both layouts.
