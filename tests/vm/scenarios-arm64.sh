@@ -55,6 +55,7 @@ expect_stage2_aarch64() {
 
 # ---- 1. Hetzner arm64 (CAX), UEFI: {arch} is aarch64, kexec through the kexec_load fallback ----
 # Hetzner's SMBIOS strings are the same on CAX as on x86 (scenario_defaults'); only UEFI differs.
+# The manifest layout (the default) names the tarball's static kexec, which the fallback runs.
 # A harmless control word proves the fixture's fw_cfg channel on the virt machine after kexec.
 scenario_arm64-hetzner-cax() {
     VM_FIRMWARE=uefi
@@ -70,12 +71,12 @@ check_arm64-hetzner-cax() {
     expect_fixture_json "the plan's arch is aarch64" plan 'j["arch"]' aarch64
     expect_fixture_json "the plan resolved {arch} in the flake to aarch64" plan 'j["flake"]["reference"]' \
         "git+http://$RELEASE_ADDR/example.git#cloud-aarch64"
-    expect_fixture_json "the plan fetched installer-{arch} as installer-aarch64" plan 'j["installer"]["url"]' \
-        "http://$RELEASE_ADDR/installer-aarch64.tar.gz"
+    expect_fixture_json "the plan fetched installer-manifest-{arch} as installer-manifest-aarch64" plan 'j["installer"]["url"]' \
+        "http://$RELEASE_ADDR/installer-manifest-aarch64.tar.gz"
     expect_fixture_json "the plan's firmware is uefi" plan 'j["firmware"]' uefi
     expect_fixture_json "the plan targets the virtio root disk by serial" plan 'j["target"]["serial"]' "$ROOT_SERIAL"
     expect "the installer runs under UEFI" '^installer-fixture: firmware=uefi$'
-    expect "the kernel command line came from kexec/run (nixos-images layout)" '^installer-fixture: booted .* nixos_lift\.layout=nixos-images'
+    expect "the kernel command line came from kexec/manifest.json" '^installer-fixture: booted .* nixos_lift\.layout=manifest'
     expect_kexec_load_fallback
     expect "the fixture read its control from fw_cfg (qemu_fw_cfg on arm64 virt)" '^installer-fixture: control: channel=fw_cfg$'
     expect "stage 2 restored DHCP with udhcpc (the stock image had DHCP)" '^nixos-lift: network: eth0: DHCP lease from udhcpc$'
@@ -91,10 +92,6 @@ scenario_arm64-aws-graviton() {
     VM_DATA_DISK=yes # a virtio data volume next to the NVMe root: left alone
     # The x86_64 fixture served as a Graviton instance.
     METADATA_ARGS=(--subst t3.small=c7g.medium --subst '"architecture": "x86_64"="architecture": "arm64"')
-    # nixos-lift's manifest layout on arm64: the manifest names the static kexec.
-    INSTALLER_FILE=installer-manifest-aarch64.tar.gz
-    INSTALLER_LAYOUT=manifest
-    CONFIG_SHA256=$INSTALLER_MANIFEST_SHA256
 }
 check_arm64-aws-graviton() {
     expect_download

@@ -46,10 +46,12 @@ scenario_defaults() {
     VM_COMMAND=${SIMCLOUD_GUEST_COMMAND:-nixos-lift run --config /etc/nixos-lift/config.yaml}
     VM_TIMEOUT=${SIMCLOUD_TIMEOUT:-300}
     METADATA_ARGS=()
-    INSTALLER_FILE=installer-$ARCH.tar.gz
-    INSTALLER_LAYOUT=nixos-images
-    CONFIG_SHA256=$INSTALLER_SHA256
-    CONFIG_MIN_MEMORY=1GiB
+    # nixos-lift's manifest layout, as nix/installer writes it: the one stage 1 takes over with
+    # (upstream-installer shows nixos-images' own layout refused).
+    INSTALLER_FILE=installer-manifest-$ARCH.tar.gz
+    INSTALLER_LAYOUT=manifest
+    CONFIG_SHA256=$INSTALLER_MANIFEST_SHA256
+    CONFIG_MIN_MEMORY="" # empty: no min_memory in the config, the memory guard computes the need
     CONFIG_SYSTEM=""   # fleet mode: a prebuilt system closure
     CONFIG_REBOOT=false
     # Stage 2 in the installer fixture: faults for its doubles (tests/vm/installer/init).
@@ -77,7 +79,6 @@ write_config() {
 version: 1
 flake: "git+http://$RELEASE_ADDR/example.git#cloud-{arch}"
 disk: auto
-min_memory: $CONFIG_MIN_MEMORY
 installer:
   url: "$url"
   sha256:
@@ -96,6 +97,7 @@ report:
 reboot: $CONFIG_REBOOT
 YAML
     [ -z "$CONFIG_SYSTEM" ] || echo "system: \"$CONFIG_SYSTEM\"" >>"$1"
+    [ -z "$CONFIG_MIN_MEMORY" ] || echo "min_memory: $CONFIG_MIN_MEMORY" >>"$1"
 }
 CONFIG_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpbWNsb3VkLWNvbmZpZy1rZXktMDAwMDAwMDAwMDAw simcloud-config-key"
 CACHE_KEY="simcloud-cache-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
@@ -161,7 +163,7 @@ check_hetzner() {
     expect "the plan targets the root disk by serial" "^installer-fixture: plan-compact: .*\"target\": ?\\{[^}]*\"serial\": ?\"$ROOT_SERIAL\""
     expect "the plan resolved {arch} in the flake" "^installer-fixture: plan-compact: .*\"reference\": ?\"git\\+http://$RELEASE_ADDR/example\\.git#cloud-x86_64\""
     expect "firmware bios reaches the installer" '^installer-fixture: firmware=bios$'
-    expect "the kernel command line came from kexec/run (nixos-images layout)" '^installer-fixture: booted .* nixos_lift\.layout=nixos-images'
+    expect "the kernel command line came from kexec/manifest.json" '^installer-fixture: booted .* nixos_lift\.layout=manifest'
     # Stage 2: DHCP as in the stock image, then the whole install with the doubles.
     expect "stage 2 restored DHCP with udhcpc (the stock image had DHCP)" '^nixos-lift: network: eth0: DHCP lease from udhcpc$'
     expect_stage2_done cloud-x86_64
@@ -174,9 +176,6 @@ check_hetzner() {
 # ---- 2. AWS, IMDSv2, UEFI (OVMF): firmware uefi reaches the installer -----------------------
 scenario_aws-uefi() {
     aws_instance
-    INSTALLER_FILE=installer-manifest-x86_64.tar.gz
-    INSTALLER_LAYOUT=manifest
-    CONFIG_SHA256=$INSTALLER_MANIFEST_SHA256
 }
 check_aws-uefi() {
     expect_download
@@ -249,7 +248,7 @@ check_gcp-reboot() {
 
 # ---- 4. wrong sha256: no kexec, a clear error, the documented exit code ---------------------
 scenario_wrong-sha256() {
-    CONFIG_SHA256=$(printf '%s' "$INSTALLER_SHA256" | tr '0-9a-f' '1-9a-f0')
+    CONFIG_SHA256=$(printf '%s' "$INSTALLER_MANIFEST_SHA256" | tr '0-9a-f' '1-9a-f0')
 }
 check_wrong-sha256() {
     expect_download
@@ -263,8 +262,12 @@ check_wrong-sha256() {
     expect_disks_untouched
 }
 
-# ---- 5. -m 768 against a 1 GiB minimum: refused before any download --------------------------
-scenario_low-memory() { VM_MEMORY=768; }
+# ---- 5. -m 768 against `min_memory: 1GiB` (the user's override of the computed need): refused
+# before any download ------------------------------------------------------------------------
+scenario_low-memory() {
+    VM_MEMORY=768
+    CONFIG_MIN_MEMORY=1GiB
+}
 check_low-memory() {
     expect_exit 10 "refused by a guard"
     expect_i "the refusal names the memory guard and the 1 GiB needed" \
