@@ -430,6 +430,75 @@ fn fetch_installer_command_prints_the_layout_or_leaves_nothing() {
     assert!(!again.exists());
 }
 
+/// nixos-images' `kexec/run` as its module.nix writes it: the command line is built from
+/// `$init` and `$kernelParams` (escapeShellArgs-quoted) inside `sh -c "…"`.
+const UPSTREAM_RUN: &[u8] = br#"#!/bin/sh
+set -eux
+kexec_extra_flags=""
+# provided by nix
+init="/nix/store/x-nixos-system/init"
+kernelParams="'console=tty0' 'console=ttyS0,115200' 'zswap.enabled=1' 'nouveau.modeset=0'"
+SCRIPT_DIR=$(dirname "$(readlink -f "$0")")
+kexecSyscallFlags=""
+if ! sh -c "'$SCRIPT_DIR/kexec' --load '$SCRIPT_DIR/bzImage' \
+  $kexecSyscallFlags \
+  $kexec_extra_flags \
+  --initrd='$SCRIPT_DIR/initrd' --no-checks \
+  --command-line 'init=$init $kernelParams'"
+then
+  exit 1
+fi
+nohup sh -c "sleep 6 && '$SCRIPT_DIR/kexec' -e ${kexec_extra_flags}" &
+"#;
+
+#[test]
+fn fetch_installer_reports_the_upstream_scripts_whole_cmdline() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = tarball_bytes(&[
+        ("kexec/bzImage", b"kernel"),
+        ("kexec/initrd", b"initrd"),
+        ("kexec/kexec", b"\x7fELF kexec"),
+        ("kexec/run", UPSTREAM_RUN),
+    ]);
+    let url = local(dir.path(), &tb);
+    let cmdline =
+        "init=/nix/store/x-nixos-system/init console=tty0 console=ttyS0,115200 zswap.enabled=1 \
+         nouveau.modeset=0";
+    for (format, dest) in [("json", "json"), ("text", "text")] {
+        let out = Command::cargo_bin("nixos-lift")
+            .unwrap()
+            .args([
+                "fetch-installer",
+                "--format",
+                format,
+                "--url",
+                &url,
+                "--sha256",
+            ])
+            .arg(digest(&tb))
+            .arg("--dest")
+            .arg(dir.path().join(dest))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if format == "json" {
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(json["installer"]["layout"], "nixos-images");
+            assert_eq!(json["installer"]["cmdline"], cmdline);
+        } else {
+            assert!(
+                stdout.contains(&format!("\ncmdline: {cmdline}")),
+                "{stdout}"
+            );
+        }
+    }
+}
+
 #[test]
 fn run_refuses_before_any_download() {
     let dir = tempfile::tempdir().unwrap();
