@@ -113,6 +113,16 @@ impl RetryPolicy {
         }
     }
 
+    /// Asking a download's size before it (a HEAD): metadata's timeouts, 3 attempts, and the
+    /// download's redirects (release hosting redirects to a CDN).
+    pub fn size_probe() -> Self {
+        Self {
+            max_attempts: 3,
+            max_redirects: 5,
+            ..Self::metadata()
+        }
+    }
+
     /// Large downloads streamed to a [`Sink`] (the installer): connect 15 s, no byte for 60 s
     /// ends an attempt, 5 attempts in a row without progress, up to 5 redirects (release
     /// hosting redirects to a CDN); [`Client::stream`] takes the size cap.
@@ -272,6 +282,13 @@ impl Request {
             headers: Vec::new(),
             also_retry: &[],
             body: None,
+        }
+    }
+
+    pub fn head(url: Url) -> Self {
+        Self {
+            method: Method::HEAD,
+            ..Self::get(url)
         }
     }
 

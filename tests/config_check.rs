@@ -77,7 +77,8 @@ fn the_shipped_example_is_accepted() {
     let run = assert_accepted(&repo().join("cloud-init/nixos-lift.example.yaml"));
     assert!(run.stdout.contains("  flake: "), "{}", run.stdout);
     assert!(
-        run.stdout.contains("min_memory: 2GiB (default)"),
+        run.stdout
+            .contains("min_memory: computed from the installer's size (default)"),
         "{}",
         run.stdout
     );

@@ -28,8 +28,8 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert!(!config.installer.allow_unpinned);
     assert_eq!(config.system, None);
     assert_eq!(config.report.webhook_url, None);
-    assert_eq!(config.min_memory, ByteSize(2 << 30));
-    assert!(!config.min_memory_explicit);
+    // Not written: the memory guard computes the need from the installer's size.
+    assert_eq!(config.min_memory, None);
 }
 
 #[test]
@@ -47,10 +47,10 @@ fn a_flake_alone_gets_the_release_installer_for_this_version() {
 }
 
 #[test]
-fn min_memory_defaults_lower_with_a_prebuilt_system() {
+fn a_prebuilt_system_sets_no_memory_default() {
     let config = load("good-fleet.yaml");
     assert!(config.system.is_some());
-    assert_eq!(config.min_memory, ByteSize(1536 << 20));
+    assert_eq!(config.min_memory, None);
 }
 
 #[test]
@@ -95,8 +95,7 @@ fn every_key_of_the_full_fixture_is_read() {
         config.report.webhook_token.as_ref().map(Secret::expose),
         Some("webhook-FULLFIXTURETOKEN")
     );
-    assert_eq!(config.min_memory, ByteSize(1536 << 20));
-    assert!(config.min_memory_explicit);
+    assert_eq!(config.min_memory, Some(ByteSize(1536 << 20)));
     assert!(!config.reboot);
     assert!(config.keep_host_keys);
 }

@@ -2,14 +2,13 @@
 //! GNU cpio, and appended to an initrd without touching the original.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 use nixos_lift::facts::{Facts, Firmware};
 use nixos_lift::handoff::check::{check_archive, check_dir};
 use nixos_lift::handoff::payload::{
-    planned_paths, write_archive, write_initrd, write_kexec_override, HostKeyFile, KexecMethod,
+    append_handoff, planned_paths, write_archive, write_kexec_override, HostKeyFile, KexecMethod,
     KexecRecord, Payload,
 };
 use nixos_lift::handoff::{NetworkHandoff, Secrets};
@@ -45,6 +44,7 @@ fn plan(host_keys: &[String]) -> Plan {
             url: "https://example.org/i.tar.gz".into(),
             sha256: Some("00".repeat(32)),
         },
+        memory: None,
         kernel_cmdline: Some("init=/nix/store/x/init console=ttyS0,115200".into()),
         handoff: planned_paths(host_keys, true),
         guards: vec![],
@@ -221,15 +221,12 @@ fn corrupt_plan_is_reported() {
 }
 
 #[test]
-fn initrd_is_original_bytes_then_payload() {
+fn handoff_is_appended_to_the_initrd_in_place() {
     let dir = tempfile::tempdir().unwrap();
-    let original = dir.path().join("initrd");
-    let mut f = std::fs::File::create(&original).unwrap();
-    f.write_all(b"xz-image-bytes!").unwrap(); // 15 bytes: needs one byte of padding
-    drop(f);
-    let out = dir.path().join("initrd.lift");
-    let len = write_initrd(&original, &payload(), &out).unwrap();
-    let bytes = std::fs::read(&out).unwrap();
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&initrd, b"xz-image-bytes!").unwrap(); // 15 bytes: needs one byte of padding
+    let len = append_handoff(&initrd, &payload()).unwrap();
+    let bytes = std::fs::read(&initrd).unwrap();
     assert_eq!(bytes.len() as u64, len);
     assert_eq!(&bytes[..15], b"xz-image-bytes!");
     assert_eq!(bytes[15], 0);
@@ -238,7 +235,18 @@ fn initrd_is_original_bytes_then_payload() {
         &[0x1f, 0x8b],
         "gzip member starts on a 4-byte boundary"
     );
-    assert_eq!(std::fs::read(&original).unwrap(), b"xz-image-bytes!");
-    // An existing output is never overwritten.
-    assert!(write_initrd(&original, &payload(), &out).is_err());
+    // No second file: the staging holds one initrd.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn a_failed_append_leaves_the_initrd_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let initrd = dir.path().join("initrd");
+    std::fs::write(&initrd, b"xz-image-bytes!").unwrap();
+    let mut broken = payload();
+    broken.agent = dir.path().join("no-such-agent");
+    assert!(append_handoff(&initrd, &broken).is_err());
+    assert_eq!(std::fs::read(&initrd).unwrap(), b"xz-image-bytes!");
+    assert!(append_handoff(&dir.path().join("missing"), &payload()).is_err());
 }

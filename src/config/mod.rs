@@ -38,15 +38,6 @@ pub const EXAMPLE: &str = include_str!("../../cloud-init/nixos-lift.example.yaml
 /// A config is a few kilobytes; anything far bigger is the wrong file.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-/// `min_memory` when the flake is evaluated on the machine: evaluating a NixOS system alone
-/// takes about 1.8-2 GiB, on top of the installer's RAM-resident store.
-pub const DEFAULT_MIN_MEMORY: u64 = 2 * ByteSize::GIB;
-/// `min_memory` with a prebuilt `system`: no evaluation, only the kexec load, the unpacked
-/// installer and substitution. 1.5 GiB is the floor nixos-anywhere's tests settled on.
-pub const DEFAULT_MIN_MEMORY_PREBUILT: u64 = 1536 * ByteSize::MIB;
-/// Below 1 GiB the installer itself does not fit (nixos-images' documented minimum).
-pub const MIN_MEMORY_FLOOR: u64 = ByteSize::GIB;
-
 /// `installer.url` when the file gives none: the installer released with this very agent, so
 /// the handoff format always matches.
 pub const DEFAULT_INSTALLER_URL: &str = concat!(
@@ -218,9 +209,9 @@ pub struct ValidConfig {
     pub nix: Nix,
     pub system: Option<StorePath>,
     pub report: Report,
-    pub min_memory: ByteSize,
-    /// Whether `min_memory` was written in the file (else it is the default).
-    pub min_memory_explicit: bool,
+    /// The user's override of the memory guard's computed need; `None` computes it from the
+    /// installer's size (`plan::memory`).
+    pub min_memory: Option<ByteSize>,
     pub reboot: bool,
     pub keep_host_keys: bool,
 }
@@ -296,13 +287,6 @@ impl Config {
             }
         })?;
         let installer = self.resolved_installer();
-        let min_memory = self
-            .min_memory
-            .unwrap_or(ByteSize(if self.system.is_some() {
-                DEFAULT_MIN_MEMORY_PREBUILT
-            } else {
-                DEFAULT_MIN_MEMORY
-            }));
         Ok(ValidConfig {
             flake: self.flake,
             disk: self.disk,
@@ -311,8 +295,7 @@ impl Config {
             nix: self.nix,
             system: self.system,
             report: self.report,
-            min_memory,
-            min_memory_explicit: self.min_memory.is_some(),
+            min_memory: self.min_memory,
             reboot: self.reboot,
             keep_host_keys: self.keep_host_keys,
         })
@@ -378,17 +361,6 @@ impl Config {
                     ))
                 }
                 Some(_) => {}
-            }
-        }
-        if let Some(size) = self.min_memory {
-            if size.bytes() < MIN_MEMORY_FLOOR {
-                return Err(Invalid::new(
-                    "min_memory",
-                    format!(
-                        "expected at least {}: the NixOS installer does not fit in less",
-                        ByteSize(MIN_MEMORY_FLOOR)
-                    ),
-                ));
             }
         }
         Ok(())
@@ -479,16 +451,13 @@ impl ValidConfig {
             ),
         };
         let _ = writeln!(out, "  report: {report}");
-        let _ = writeln!(
-            out,
-            "  min_memory: {}{}",
-            self.min_memory,
-            if self.min_memory_explicit {
-                ""
-            } else {
-                " (default)"
-            }
-        );
+        let _ = match self.min_memory {
+            Some(min) => writeln!(out, "  min_memory: {min} (overrides the computed need)"),
+            None => writeln!(
+                out,
+                "  min_memory: computed from the installer's size (default)"
+            ),
+        };
         let _ = writeln!(
             out,
             "  reboot: {}, keep_host_keys: {}",

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::http::{Client, Deadline, Request, RetryPolicy, Sink};
+use crate::plan::memory::InstallerSize;
 use crate::{Error, Result};
 use extract::Installer;
 use progress::Progress;
@@ -24,6 +25,8 @@ use progress::Progress;
 pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 /// The whole download, every attempt and pause included.
 const OVERALL_DEADLINE: Duration = Duration::from_secs(3600);
+/// Asking the installer's size before the download (every attempt of the HEAD).
+const SIZE_DEADLINE: Duration = Duration::from_secs(30);
 /// Chunks in flight between the download and the unpacking thread: the bound on what the
 /// pipeline buffers (hyper's chunks are at most a few hundred KiB).
 const QUEUED_CHUNKS: usize = 16;
@@ -232,4 +235,47 @@ fn download(url: &str, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
             url: url.into(),
             status: 404,
         })
+}
+
+/// The installer's size before downloading it: the file's for `file://`, else the
+/// `Content-Length` of a HEAD (redirects followed). Never fails: an unknown size is assumed
+/// ([`InstallerSize::assumed`]) and the reason kept, so the plan can say so.
+pub fn installer_size(url: &str) -> InstallerSize {
+    if let Some(path) = url.strip_prefix("file://") {
+        return match std::fs::metadata(path) {
+            Ok(meta) => InstallerSize {
+                bytes: meta.len(),
+                source: "file size".into(),
+            },
+            Err(e) => InstallerSize::assumed(&format!("reading {path}: {e}")),
+        };
+    }
+    match head_length(url) {
+        Ok(bytes) => InstallerSize {
+            bytes,
+            source: "Content-Length".into(),
+        },
+        Err(why) => {
+            tracing::warn!("could not learn the installer's size ({why}); assuming the largest");
+            InstallerSize::assumed(&why)
+        }
+    }
+}
+
+fn head_length(url: &str) -> std::result::Result<u64, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("parsing the URL: {e}"))?;
+    let client = Client::new(RetryPolicy::size_probe(), None).map_err(|e| e.to_string())?;
+    let response = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))?
+        .block_on(client.send(&Request::head(parsed), Deadline::after(SIZE_DEADLINE)))
+        .map_err(|e| format!("HEAD: {e}"))?
+        .ok_or("HEAD answered 404")?;
+    // The header itself: a HEAD response has no body for reqwest to measure.
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .ok_or_else(|| "HEAD gave no Content-Length".to_string())
 }

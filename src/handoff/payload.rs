@@ -1,4 +1,4 @@
-//! Building the handoff archive (gzip'd newc) and the new initrd = original bytes + archive.
+//! Building the handoff archive (gzip'd newc) and appending it to the installer's initrd.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -164,30 +164,34 @@ fn to_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Writes `out` = the bytes of `original` + zero padding to 4 bytes + the handoff archive.
-/// `original` is never modified, so a retry starts from the verified download again.
-pub fn write_initrd(original: &Path, payload: &Payload, out: &Path) -> Result<u64> {
-    let context = || format!("writing {}", out.display());
-    let mut src = File::open(original)
-        .map_err(|e| Error::io(format!("opening {}", original.display()), e))?;
+/// Appends zero padding to 4 bytes and the handoff archive to `initrd` in place (stage 1's own
+/// unpacked copy, whose digest was checked on the download stream): no second copy of a
+/// ~430 MB file. On failure the file is cut back to its original length. Returns the new length.
+pub fn append_handoff(initrd: &Path, payload: &Payload) -> Result<u64> {
+    let context = || format!("appending the handoff to {}", initrd.display());
     let file = File::options()
-        .write(true)
-        .create_new(true)
-        .open(out)
+        .append(true)
+        .open(initrd)
         .map_err(|e| Error::io(context(), e))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let copied = io::copy(&mut src, &mut writer).map_err(|e| Error::io(context(), e))?;
-    let pad = ((4 - copied % 4) % 4) as usize;
-    writer
-        .write_all(&[0u8; 3][..pad])
-        .map_err(|e| Error::io(context(), e))?;
-    write_archive(payload, &mut writer)?;
-    let file = writer
-        .into_inner()
-        .map_err(|e| Error::io(context(), e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(context(), e))?;
-    let len = file.metadata().map_err(|e| Error::io(context(), e))?.len();
-    Ok(len)
+    let original = file.metadata().map_err(|e| Error::io(context(), e))?.len();
+    let written = (|| {
+        let mut writer = BufWriter::with_capacity(1 << 20, &file);
+        let pad = ((4 - original % 4) % 4) as usize;
+        writer
+            .write_all(&[0u8; 3][..pad])
+            .map_err(|e| Error::io(context(), e))?;
+        write_archive(payload, &mut writer)?;
+        writer.flush().map_err(|e| Error::io(context(), e))?;
+        drop(writer);
+        file.sync_all().map_err(|e| Error::io(context(), e))?;
+        file.metadata()
+            .map(|m| m.len())
+            .map_err(|e| Error::io(context(), e))
+    })();
+    if written.is_err() {
+        let _ = file.set_len(original);
+    }
+    written
 }
 
 /// Reads `/etc/ssh/ssh_host_*` under `root` (private and public halves).

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::memory::{plan_memory, InstallerSize, RootFsSpace};
 use super::target::choose_target;
 use super::{
     guard, FlakeTarget, GuardResult, InstallerPlan, NixPlan, Plan, ReportPlan, PLAN_VERSION,
@@ -24,6 +25,26 @@ pub struct PlanEnv {
     /// Names of `/etc/ssh/ssh_host_*` files.
     pub host_keys: Vec<String>,
     pub has_machine_id: bool,
+    /// The installer's size, asked before the download; `None` assumes one (and says so).
+    pub installer_size: Option<InstallerSize>,
+    /// The agent binary's size: the handoff carries it.
+    pub agent_bytes: u64,
+    /// The filesystem under the run marker, where stage 1 stages when RAM is short; `None`
+    /// when not inspected (a fixture root).
+    pub rootfs: Option<RootFsSpace>,
+}
+
+/// The installer's URL (with `{arch}` resolved) and its pin for the machine's `uname -m`.
+pub fn installer_plan(config: &ValidConfig, uname_arch: &str) -> InstallerPlan {
+    let arch = Arch::from_uname(uname_arch);
+    InstallerPlan {
+        url: arch
+            .and_then(|a| config.installer.url.resolve(a).ok())
+            .unwrap_or_else(|| config.installer.url.template().to_string()),
+        sha256: arch
+            .and_then(|a| config.installer.sha256_for(a))
+            .map(|s| s.as_hex().to_string()),
+    }
 }
 
 pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan {
@@ -37,12 +58,18 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
     // Placeholders take the short hostname: `{hostname}` must stay a valid attribute name.
     let short_host = hostname.split('.').next().unwrap_or_default().to_string();
 
-    let mut guards = guard::host_guards(
-        facts,
-        env.euid,
-        config.min_memory.bytes(),
-        env.ima_kexec_appraise,
+    let installer_size = env
+        .installer_size
+        .clone()
+        .unwrap_or_else(|| InstallerSize::assumed("size not asked"));
+    let (memory, memory_guard) = plan_memory(
+        host,
+        installer_size,
+        env.agent_bytes,
+        env.rootfs.as_ref(),
+        config.min_memory.map(|m| m.bytes()),
     );
+    let mut guards = guard::host_guards(facts, env.euid, memory_guard, env.ima_kexec_appraise);
     let choice = choose_target(&facts.disks, &config.disk);
     guards.push(choice.guard);
 
@@ -72,18 +99,12 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         }
     };
 
-    let arch = Arch::from_uname(&host.arch);
-    let url = arch
-        .and_then(|a| config.installer.url.resolve(a).ok())
-        .unwrap_or_else(|| config.installer.url.template().to_string());
-    let sha256 = arch
-        .and_then(|a| config.installer.sha256_for(a))
-        .map(|s| s.as_hex().to_string());
+    let installer = installer_plan(config, &host.arch);
     guards.push(guard::installer_pinned(
-        sha256.as_deref(),
+        installer.sha256.as_deref(),
         config.installer.allow_unpinned,
     ));
-    guards.push(guard::installer_url(&url));
+    guards.push(guard::installer_url(&installer.url));
 
     let mut keys: Vec<String> = Vec::new();
     let metadata_keys = cloud
@@ -116,7 +137,8 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         other_disks: choice.other_disks,
         flake,
         system: config.system.as_ref().map(|s| s.as_str().to_string()),
-        installer: InstallerPlan { url, sha256 },
+        installer,
+        memory: Some(memory),
         kernel_cmdline: None,
         handoff: planned_paths(&env.host_keys, env.has_machine_id),
         guards,

@@ -75,17 +75,6 @@ pub fn not_nixos(host: &HostFacts) -> GuardResult {
     )
 }
 
-pub fn memory(host: &HostFacts, min_memory: u64) -> GuardResult {
-    check(
-        "memory",
-        host.memory_bytes >= min_memory,
-        format!("{} MiB", host.memory_bytes >> 20),
-        format!("at least {} MiB (min_memory)", min_memory >> 20),
-        "choose an instance type with more RAM, or lower min_memory (with a prebuilt `system` \
-         1.5 GiB is enough) at the risk of running out of memory in the installer",
-    )
-}
-
 /// Everything that stops `kexec_load`/`kexec_file_load` of an unsigned kernel.
 pub fn kexec_allowed(host: &HostFacts, ima_kexec_appraise: bool) -> GuardResult {
     let mut blockers = host.kexec_blockers.clone();
@@ -173,15 +162,16 @@ fn rehearsal_ip(ip: IpAddr) -> bool {
     }
 }
 
-/// Every host guard, in the order they are reported.
-pub fn host_guards(facts: &Facts, euid: u32, min_memory: u64, ima: bool) -> Vec<GuardResult> {
+/// Every host guard, in the order they are reported; `memory` comes from
+/// [`super::memory::plan_memory`].
+pub fn host_guards(facts: &Facts, euid: u32, memory: GuardResult, ima: bool) -> Vec<GuardResult> {
     let host = &facts.host;
     vec![
         root(euid),
         arch(host),
         not_container(host),
         not_nixos(host),
-        memory(host, min_memory),
+        memory,
         kexec_allowed(host, ima),
     ]
 }
@@ -228,17 +218,6 @@ mod tests {
         assert!(!not_container(&h).ok);
         assert!(!not_nixos(&h).ok);
         assert_eq!(not_nixos(&h).found, "os-release ID=nixos");
-    }
-
-    #[test]
-    fn memory_compares_against_min_memory() {
-        let mut h = host();
-        h.memory_bytes = 768 << 20;
-        let g = memory(&h, 1 << 30);
-        assert!(!g.ok);
-        assert_eq!(g.found, "768 MiB");
-        assert!(g.needed.contains("1024 MiB"));
-        assert!(memory(&h, 512 << 20).ok);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 mod build;
 pub mod guard;
+pub mod memory;
 pub mod target;
 
-pub use build::{plan_install, PlanEnv};
+pub use build::{installer_plan, plan_install, PlanEnv};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,9 @@ pub struct Plan {
     /// Prebuilt system store path (fleet mode): skip evaluation.
     pub system: Option<String>,
     pub installer: InstallerPlan,
+    /// The installer's size, the RAM the takeover needs and where stage 1 stages it.
+    #[serde(default)]
+    pub memory: Option<memory::MemoryPlan>,
     /// Kernel command line for the installer; filled once the installer is unpacked.
     pub kernel_cmdline: Option<String>,
     /// Paths inside the handoff archive.

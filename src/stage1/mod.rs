@@ -1,6 +1,8 @@
 //! Stage 1 in the stock image: `plan` (decide, side-effect free) and `run` (plan, fetch, hand off,
 //! kexec).
 
+pub mod staging;
+
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -45,6 +47,8 @@ pub fn gather_env(root: &SysRoot) -> PlanEnv {
     let has_machine_id = root
         .read_string("/etc/machine-id")
         .is_some_and(|id| !id.trim().is_empty());
+    // The handoff carries this very binary.
+    let agent_bytes = std::fs::metadata("/proc/self/exe").map_or(0, |m| m.len());
     PlanEnv {
         euid,
         hostname,
@@ -52,8 +56,15 @@ pub fn gather_env(root: &SysRoot) -> PlanEnv {
         root_keys,
         host_keys,
         has_machine_id,
+        installer_size: None,
+        agent_bytes,
+        rootfs: staging::root_fs_space(root),
     }
 }
+
+/// Evaluating a NixOS flake in the installer takes about 1.5-2 GiB; stage 2 adds zram swap
+/// below that, but a prebuilt `system` is the reliable way on small machines.
+const EVALUATION_MEMORY: u64 = 2 << 30;
 
 /// Facts (host + cloud) and the plan for them. Fixture roots get DMI-only identification unless
 /// `--metadata-base` is given (provider::identify sends no requests for them).
@@ -68,8 +79,20 @@ pub fn make_plan(
         root,
         &metadata.probe_options(),
     )?);
-    let env = gather_env(root);
+    let mut env = gather_env(root);
+    // Only this machine's own run asks the server; a fixture root plans with an assumed size.
+    let installer = crate::plan::installer_plan(config, &facts.host.arch);
+    if root.is_host() && crate::plan::guard::url_allowed(&installer.url) {
+        env.installer_size = Some(crate::fetch::installer_size(&installer.url));
+    }
     let plan = plan_install(&facts, config, &env);
+    if config.system.is_none() && facts.host.memory_bytes < EVALUATION_MEMORY {
+        tracing::warn!(
+            "{} MiB of RAM: stage 2 evaluates the flake in the installer, which takes about \
+             1.5-2 GiB (it adds zram swap); a prebuilt `system` avoids the evaluation",
+            facts.host.memory_bytes >> 20
+        );
+    }
     for disk in &plan.other_disks {
         tracing::info!(device = %disk.path, "leaving {} alone: {}", disk.path, disk.reason);
     }
@@ -165,12 +188,8 @@ impl FetchSummary<'_> {
     }
 }
 
-/// Where stage 1 works: RAM only.
+/// Stage 1's lock and its tmpfs staging live here.
 const WORK_DIR: &str = "/run/nixos-lift";
-/// The only file stage 1 writes on the root filesystem, right before the jump.
-const MARKER_DIR: &str = "/var/lib/nixos-lift";
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-const RAMFS_MAGIC: i64 = 0x8584_58f6;
 
 /// Under cloud-init (an ancestor process or our cgroup says so).
 fn started_by_cloud_init() -> bool {
@@ -201,17 +220,6 @@ fn started_by_cloud_init() -> bool {
         }
     }
     false
-}
-
-fn is_ram_fs(path: &std::path::Path) -> bool {
-    nix::sys::statfs::statfs(path)
-        .map(|s| {
-            // The field's C type differs between targets.
-            #[allow(clippy::unnecessary_cast)]
-            let t = s.filesystem_type().0 as i64;
-            t == TMPFS_MAGIC || t == RAMFS_MAGIC
-        })
-        .unwrap_or(false)
 }
 
 /// The phases of `run`, in order; `step` in its events is the 1-based position here.
@@ -351,7 +359,7 @@ fn takeover(
         .instance_id
         .clone()
         .unwrap_or_else(|| "unknown-instance".into());
-    let marker = std::path::Path::new(MARKER_DIR).join(format!("{id}.kexec"));
+    let marker = std::path::Path::new(staging::MARKER_DIR).join(format!("{id}.kexec"));
     let attempts: u32 = std::fs::read_to_string(&marker)
         .ok()
         .and_then(|t| {
@@ -371,19 +379,14 @@ fn takeover(
             ),
         });
     }
-    let work = std::path::Path::new(WORK_DIR).join("work");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| Error::io("creating the work directory", e))?;
-    if !is_ram_fs(&work) {
-        return Err(Error::Refused {
-            action: "download".into(),
-            guard: "ram-only",
-            detail: format!(
-                "{} is not tmpfs; needed RAM; way out: mount a tmpfs on /run",
-                work.display()
-            ),
-        });
-    }
+    let memory = plan.memory.clone().ok_or_else(|| {
+        Error::Other("the plan has no memory figures (a plan from another agent?)".into())
+    })?;
+    let staging = memory.staging.ok_or_else(|| {
+        Error::Other("the memory guard passed with nowhere to stage the installer".into())
+    })?;
+    let watch = staging::MemWatch::start();
+    let staged = staging::StagingDir::prepare(staging)?;
 
     progress.begin(
         "download",
@@ -396,7 +399,7 @@ fn takeover(
     let installer = crate::fetch::fetch_installer(
         &plan.installer.url,
         plan.installer.sha256.as_deref(),
-        &work.join("installer"),
+        &staged.path().join("installer"),
         crate::fetch::DEFAULT_MAX_BYTES,
     )?
     .installer;
@@ -418,21 +421,19 @@ fn takeover(
         ),
     );
     let payload = build_payload(&root, config, facts, plan)?;
-    let initrd = work.join("initrd.lift");
     let started = std::time::Instant::now();
-    let len = crate::handoff::payload::write_initrd(&installer.initrd, &payload, &initrd)?;
-    let _ = std::fs::remove_file(&installer.initrd);
+    let len = crate::handoff::payload::append_handoff(&installer.initrd, &payload)?;
     tracing::info!(
         bytes = len,
         ms = started.elapsed().as_millis() as u64,
-        "handoff appended to a new initrd"
+        "handoff appended to the installer's initrd"
     );
 
     if args.rehearse {
-        log_usage(fetch_cpu);
+        log_usage(fetch_cpu, &watch, &memory);
         tracing::info!(
             "rehearsal: stopping before the kexec load; {} is ready",
-            initrd.display()
+            installer.initrd.display()
         );
         progress.reporter.event(
             "done",
@@ -441,28 +442,64 @@ fn takeover(
             Status::Done,
             &format!(
                 "rehearsal: {} is ready; stopped before the kexec load",
-                initrd.display()
+                installer.initrd.display()
             ),
             None,
         );
+        staged.keep();
         return Ok(());
     }
     progress.begin("kexec", "loading the installer kernel (kexec)");
+    check_load_memory(&installer, &memory)?;
     let append = |record: &crate::handoff::payload::KexecRecord| -> Result<()> {
         let file = std::fs::OpenOptions::new()
             .append(true)
-            .open(&initrd)
+            .open(&installer.initrd)
             .map_err(|e| Error::io("appending the kexec record", e))?;
         crate::handoff::payload::write_kexec_override(record, file)
     };
-    let method = crate::kexec::load(&installer, &initrd, &append)?;
+    let method = crate::kexec::load(&installer, &installer.initrd, &append)?;
     tracing::info!(?method, "kexec loaded");
+    // The kernel holds its own copy now.
+    staged.release_after_load();
     write_marker(&marker, attempts + 1)?;
-    log_usage(fetch_cpu);
+    log_usage(fetch_cpu, &watch, &memory);
     progress.begin("jump", "jumping into the installer");
     // Bounded: the events so far reach the webhook, or the jump goes on without them.
     progress.reporter.flush(REPORT_DRAIN);
     crate::kexec::jump(facts_systemd())
+}
+
+/// The last look before the kexec load, with the real sizes: the load needs the initrd twice
+/// on top of what is already used (the staged files included, when they are in RAM). The plan
+/// only had the tarball's size, or an assumed one.
+fn check_load_memory(
+    installer: &crate::fetch::extract::Installer,
+    memory: &crate::plan::memory::MemoryPlan,
+) -> Result<()> {
+    let initrd = std::fs::metadata(&installer.initrd)
+        .map_err(|e| Error::io("measuring the installer's initrd", e))?
+        .len();
+    let need = crate::plan::memory::MemoryPlan::load_need(initrd);
+    let Some(available) = staging::mem_available() else {
+        return Ok(());
+    };
+    if available >= need || memory.min_memory_override.is_some() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        action: "kexec".into(),
+        guard: "memory",
+        detail: format!(
+            "found MemAvailable {} MiB before the kexec load; needed {} MiB: the initrd's {} MiB \
+             twice + {} MiB headroom; way out: choose an instance type with more RAM, or set \
+             min_memory to override this estimate",
+            available >> 20,
+            need.div_ceil(1 << 20),
+            initrd.div_ceil(1 << 20),
+            crate::plan::memory::HEADROOM >> 20
+        ),
+    })
 }
 
 /// CPU time (user + system, all threads) and peak RSS in KiB of this process so far.
@@ -483,8 +520,20 @@ fn usage() -> (std::time::Duration, u64) {
     )
 }
 
-/// Stage 1's cost for the benchmark (tests/bench/fetch.sh reads this line from the console).
-fn log_usage(fetch_cpu: std::time::Duration) {
+/// Stage 1's cost for the benchmark (tests/bench/fetch.sh reads this line from the console),
+/// and its memory low point (tests/bench/ram-floor.sh reads that one).
+fn log_usage(
+    fetch_cpu: std::time::Duration,
+    watch: &staging::MemWatch,
+    memory: &crate::plan::memory::MemoryPlan,
+) {
+    if let Some(low) = watch.lowest() {
+        tracing::info!(
+            "memory: lowest MemAvailable {} MiB during stage 1 (staged {} MiB)",
+            low >> 20,
+            memory.staged_bytes >> 20
+        );
+    }
     let (cpu, peak_rss_kib) = usage();
     tracing::info!(
         "stage 1 resources: cpu {} ms without the download ({} ms with it), peak RSS {} KiB",
@@ -500,7 +549,7 @@ fn facts_systemd() -> bool {
 
 fn write_marker(marker: &std::path::Path, attempts: u32) -> Result<()> {
     let ctx = || format!("writing the run marker {}", marker.display());
-    std::fs::create_dir_all(MARKER_DIR).map_err(|e| Error::io(ctx(), e))?;
+    std::fs::create_dir_all(staging::MARKER_DIR).map_err(|e| Error::io(ctx(), e))?;
     let tmp = marker.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(ctx(), e))?;
     use std::io::Write;
