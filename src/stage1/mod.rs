@@ -405,6 +405,8 @@ fn takeover(
     .installer;
     let fetch_cpu = usage().0.saturating_sub(before_fetch.0);
     crate::fetch::extract::check_kernel(&installer.kernel, &plan.arch)?;
+    // An installer without stage 2 would boot and sit there: nothing would install.
+    crate::fetch::extract::require_stage2(&installer)?;
     tracing::info!(
         layout = installer.layout,
         "installer unpacked; kernel command line: {}",
