@@ -522,3 +522,37 @@ fn run_refuses_before_any_download() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("memory"));
 }
+
+#[test]
+fn the_installer_size_is_asked_with_a_head_before_any_download() {
+    use nixos_lift::fetch::installer_size;
+    let body = noise(123_457, 3);
+    let (addr, log) = serve(body.clone(), vec![Act::HonourRange]);
+    let size = installer_size(&format!("http://{addr}/installer.tar.gz"));
+    assert_eq!(size.bytes, body.len() as u64);
+    assert_eq!(size.source, "Content-Length");
+    let requests = log.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(
+        requests[0].starts_with("head /installer.tar.gz "),
+        "{requests:?}"
+    );
+
+    // A server that does not say: the largest installer is assumed, and why.
+    let (addr, _) = serve(body.clone(), vec![Act::Status(405)]);
+    let size = installer_size(&format!("http://{addr}/installer.tar.gz"));
+    assert_eq!(size.bytes, nixos_lift::plan::memory::ASSUMED_INSTALLER);
+    assert!(
+        size.source.starts_with("assumed: HEAD: "),
+        "{}",
+        size.source
+    );
+    assert!(size.source.contains("405"), "{}", size.source);
+
+    let dir = tempfile::tempdir().unwrap();
+    let size = installer_size(&local(dir.path(), &body));
+    assert_eq!(
+        (size.bytes, size.source.as_str()),
+        (body.len() as u64, "file size")
+    );
+}

@@ -21,14 +21,17 @@ fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
-/// `extra` config lines; `min_memory` defaults to 1GiB (the fixtures have 2-4 GiB).
+/// `extra` config lines; `min_memory` defaults to 1GiB (the fixtures have 2-4 GiB), so that
+/// the memory guard does not depend on the size of the test build of the agent.
 fn plan(fixture: &str, extra: &str) -> (Option<i32>, Plan) {
-    let extra = if extra.contains("min_memory") {
-        extra.to_string()
+    if extra.contains("min_memory") {
+        plan_as_written(fixture, extra)
     } else {
-        format!("min_memory: 1GiB\n{extra}")
-    };
-    let extra = extra.as_str();
+        plan_as_written(fixture, &format!("min_memory: 1GiB\n{extra}"))
+    }
+}
+
+fn plan_as_written(fixture: &str, extra: &str) -> (Option<i32>, Plan) {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/hosts")
@@ -147,6 +150,48 @@ fn memory_and_explicit_disk_come_from_the_config() {
     );
     assert_eq!(vol.target.map(|t| t.path), Some("/dev/sdb".to_string()));
     assert!(vol.other_disks.iter().any(|d| d.path == "/dev/sda"));
+}
+
+#[test]
+fn without_min_memory_the_guard_computes_the_need() {
+    // A fixture root is not this machine: the installer's size is assumed, not asked.
+    let (_, p) = plan_as_written("aws-nitro-x86_64", "");
+    let m = p.memory.as_ref().unwrap();
+    assert_eq!(m.installer.source, "assumed: size not asked");
+    assert_eq!(
+        m.installer.bytes,
+        nixos_lift::plan::memory::ASSUMED_INSTALLER
+    );
+    let meminfo = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hosts/aws-nitro-x86_64/proc/meminfo"),
+    )
+    .unwrap();
+    let kib = |key: &str| -> u64 {
+        let line = meminfo.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(m.available_bytes, kib("MemAvailable:") * 1024);
+    let g = guard(&p, "memory");
+    assert_eq!(
+        g.found,
+        format!(
+            "MemAvailable {} MiB (MemTotal {} MiB)",
+            kib("MemAvailable:") / 1024,
+            kib("MemTotal:") / 1024
+        )
+    );
+    // 7 GiB free: staged in RAM, the staged installer plus two copies plus headroom.
+    assert!(g.ok, "{g:?}");
+    assert_eq!(m.load_bytes, 2 * m.installer.bytes);
+    assert_eq!(
+        m.needed_bytes,
+        m.staged_bytes + m.load_bytes + nixos_lift::plan::memory::HEADROOM
+    );
+    assert!(matches!(
+        m.staging,
+        Some(nixos_lift::plan::memory::Staging::Tmpfs { size_bytes }) if size_bytes >= m.staged_bytes
+    ));
 }
 
 #[test]
