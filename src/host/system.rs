@@ -23,13 +23,17 @@ pub fn kernel_release(root: &SysRoot) -> Option<String> {
 /// (MemTotal, MemAvailable) in bytes from `/proc/meminfo`; 0 when unknown.
 pub fn memory(root: &SysRoot) -> (u64, u64) {
     let text = root.read_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |k| k.saturating_mul(1024))
-    };
-    (kib("MemTotal"), kib("MemAvailable"))
+    let bytes = |key| meminfo_bytes(&text, key).unwrap_or(0);
+    (bytes("MemTotal"), bytes("MemAvailable"))
+}
+
+/// One `/proc/meminfo` field (`MemTotal`, `MemAvailable`, ...) in bytes.
+pub fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib.saturating_mul(1024))
 }
 
 /// Online CPUs from `/sys/devices/system/cpu/online` (`0-3,6`); 0 when unknown.

@@ -10,11 +10,7 @@ pub const TIGHT_BYTES: u64 = 2 << 30;
 
 /// `MemTotal` from a meminfo file, in bytes.
 pub fn mem_total(meminfo: &str) -> Option<u64> {
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+    crate::host::meminfo_bytes(meminfo, "MemTotal")
 }
 
 /// Whether any swap is active (`/proc/swaps` has more than its header).

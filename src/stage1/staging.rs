@@ -173,10 +173,7 @@ pub fn root_fs_space(root: &SysRoot) -> Option<RootFsSpace> {
 /// MemAvailable in bytes, now.
 pub fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+    crate::host::meminfo_bytes(&text, "MemAvailable")
 }
 
 /// A thread that samples MemAvailable until dropped, so stage 1 can log the lowest it saw,
