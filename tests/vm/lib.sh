@@ -528,7 +528,7 @@ expect_not() {
     if grep -Eq -- "$2" "$RUN/console.log"; then fail "$1 (console: $(grep -Em1 -- "$2" "$RUN/console.log"))"; else pass "$1"; fi
 }
 # console_value PREFIX: the rest of the first console line starting with PREFIX.
-console_value() { grep -m1 -- "^$1" "$RUN/console.log" | cut -c$((${#1} + 1))-; }
+console_value() { { grep -m1 -- "^$1" "$RUN/console.log" | cut -c$((${#1} + 1))-; } || true; }
 
 expect_exit() {
     local got
@@ -543,9 +543,15 @@ expect_no_kexec() { expect_not "no kexec: the installer fixture never booted" '^
 expect_vm_exit() {
     if [ "$VM_STATUS" = 0 ]; then pass "the VM powered off by itself"; else fail "the VM did not power off (QEMU status $VM_STATUS)"; fi
 }
+# expect_no_download: nothing was downloaded: no request but HEAD (stage 1 asking the
+# installer's size) reached the release server.
 expect_no_download() {
-    if [ -s "$RUN/release.log" ]; then
-        fail "no request reached the release server (log: $(tr '\n' ';' <"$RUN/release.log"))"
+    local other
+    other=$(grep -v '^HEAD ' "$RUN/release.log" | tr '\n' ';' || true)
+    if [ -n "$other" ]; then
+        fail "nothing was downloaded (release server log: $other)"
+    elif [ -s "$RUN/release.log" ]; then
+        pass "nothing was downloaded (the release server saw only: $(tr '\n' ';' <"$RUN/release.log"))"
     else
         pass "no request reached the release server"
     fi
@@ -553,6 +559,23 @@ expect_no_download() {
 expect_download() {
     if grep -q "^GET /$INSTALLER_FILE 20" "$RUN/release.log"; then pass "the installer $INSTALLER_FILE was downloaded"; else fail "the installer $INSTALLER_FILE was not downloaded"; fi
 }
+# expect_size_asked: stage 1's first request for the installer was a HEAD (the size it plans
+# memory with), answered 200 with Content-Length (release_server.py).
+expect_size_asked() {
+    if [ "$(grep -m1 " /$INSTALLER_FILE " "$RUN/release.log")" = "HEAD /$INSTALLER_FILE 200" ]; then
+        pass "stage 1 asked the installer's size first (HEAD answered 200)"
+    else
+        fail "stage 1's first request for $INSTALLER_FILE was not a HEAD (log: $(tr '\n' ';' <"$RUN/release.log"))"
+    fi
+}
+# expect_staging_removed: after `nixos-lift run` returned, no tmpfs under /run/nixos-lift and no
+# staged file under /run/nixos-lift/work or /var/lib/nixos-lift/staging (tests/vm/guest/init).
+expect_staging_removed() {
+    expect "stage 1 left no staging behind (no work mount, no staged file)" \
+        '^fresh-vm: after exit: work mounts: none; staged files: none$'
+}
+# console_mib ERE: the first number in the first console text matching ERE (for arithmetic and notes).
+console_mib() { { grep -Eom1 -- "$1" "$RUN/console.log" | grep -Eo '[0-9]+' | head -n1; } || true; }
 # The digests taken after building the disks, compared with the images after the run.
 expect_disks_untouched() {
     local f

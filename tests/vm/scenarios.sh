@@ -5,7 +5,7 @@
 # Sourced: the scenario functions set the variables tests/vm/lib.sh and takeover.sh read.
 # shellcheck disable=SC2034
 
-SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails"
+SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails upstream-installer big-1g big-1g-refused"
 
 # scenario_blocker NAME: prints why NAME cannot run yet (a part another issue delivers is
 # missing) and fails; prints nothing when it can run.
@@ -258,6 +258,7 @@ check_wrong-sha256() {
     expect "the error shows the expected digest" "$CONFIG_SHA256"
     expect_stage1_progress 2 'verifying .*: sha256 mismatch'
     expect_webhook 1:plan:running 1:download:running 1:download:failed
+    expect_staging_removed
     expect_vm_exit
     expect_disks_untouched
 }
@@ -346,4 +347,94 @@ check_install-fails() {
     expect_tool_order nix-eval nix-build nix-eval disko-script nixos-install
     expect_no_secrets
     expect_disks_untouched
+}
+
+# ---- 9. nixos-images' own tarball (kexec/run, no manifest): no nixos-lift stage 2 in it ------
+# The upstream layout with upstream's kexec-run.sh (module.nix's substitution done): stage 1
+# downloads and verifies it, reads the command line as upstream's script builds it, and refuses
+# before the kexec.
+scenario_upstream-installer() {
+    INSTALLER_FILE=installer-$ARCH.tar.gz
+    INSTALLER_LAYOUT=nixos-images
+    CONFIG_SHA256=$INSTALLER_SHA256
+}
+check_upstream-installer() {
+    expect_download
+    expect_exit 10 "refused by a guard"
+    expect "the refusal names the installer-stage2 guard and the upstream layout" \
+        "installer-stage2: found nixos-images' upstream kexec layout"
+    # kexec/run has kernelParams="'console=ttyS0,115200' 'panic=-1' quiet ...": only a reading
+    # that follows upstream's shell quoting gives these words back.
+    expect "the refusal shows the command line rebuilt from upstream's kexec/run" \
+        "installer-stage2: .*init=/init console=$CONSOLE,115200 panic=-1 quiet nixos_lift\\.fixture=install nixos_lift\\.layout=nixos-images"
+    expect_not "no shell quote of kexec/run is left in a command line" "init=/init '|'console="
+    expect_not "no kexec syscall was tried" 'kexec_file_load refused|installer kernel loaded'
+    expect_no_kexec
+    expect_staging_removed
+    expect_vm_exit
+    expect_disks_untouched
+}
+
+# ---- 10. a 1 GiB instance, a 200 MiB store image: the takeover fits in RAM -------------------
+# The realistic-size installer (build_sized_installer): stage 1 stages it on a tmpfs sized to
+# the need, hands over through the big initrd, and stage 2 runs in fleet mode, as a 1 GiB
+# machine would be deployed (a prebuilt closure, no evaluation in the installer).
+scenario_big-1g() {
+    VM_MEMORY=1024
+    VM_TIMEOUT=${SIMCLOUD_TIMEOUT:-600}
+    build_sized_installer 200
+    INSTALLER_FILE=$SIZED_INSTALLER_FILE
+    CONFIG_SHA256=$SIZED_INSTALLER_SHA256
+    CONFIG_SYSTEM=$FLEET_SYSTEM
+}
+check_big-1g() {
+    local avail staged
+    expect_size_asked
+    expect_download
+    expect_stage1_progress 5
+    expect "stage 1 staged on a tmpfs sized to the need" 'staging: tmpfs of [0-9]+ MiB at /run/nixos-lift/work'
+    expect "stage 1 reported its lowest MemAvailable" 'memory: lowest MemAvailable [0-9]+ MiB during stage 1 \(staged [0-9]+ MiB\)'
+    staged=$(console_mib 'staged [0-9]+ MiB')
+    if [ "${staged:-0}" -ge 200 ]; then pass "the staged size counts the store image ($staged MiB)"; else fail "staged ${staged:-?} MiB, less than the 200 MiB store image"; fi
+    expect_kexec
+    expect "the handoff checks out in the installer" '^installer-fixture: handoff check exit 0$'
+    expect "the whole store image arrived in the installer" '^installer-fixture: store image 200 MiB$'
+    expect "stage 2 composes in fleet mode" '^nixos-lift: \[4/8\] composing .* \(fleet mode: disko only\)'
+    expect_stage2_done cloud-x86_64
+    expect_webhook $WEBHOOK_DONE
+    expect_disks_untouched
+    avail=$(console_mib 'lowest MemAvailable [0-9]+')
+    log "big-1g: $(console_value 'fresh-vm: memory: ')| $(grep -Eom1 'staging: [^;]*' "$RUN/console.log") | lowest MemAvailable ${avail:-?} MiB, staged ${staged:-?} MiB"
+}
+
+# ---- 11. a 1 GiB instance, a 430 MiB store image (nixos-images' real size): refused before the
+# download, by the memory the takeover needs (no min_memory in the config) ----------------------
+scenario_big-1g-refused() {
+    VM_MEMORY=1024
+    build_sized_installer 430
+    INSTALLER_FILE=$SIZED_INSTALLER_FILE
+    CONFIG_SHA256=$SIZED_INSTALLER_SHA256
+}
+check_big-1g-refused() {
+    local avail total need
+    expect_exit 10 "refused by a guard"
+    expect "the refusal names MemAvailable, MemTotal and the MiB needed" \
+        'memory: found MemAvailable [0-9]+ MiB \(MemTotal [0-9]+ MiB\)[;,] needed [0-9]+ MiB'
+    avail=$(console_mib 'found MemAvailable [0-9]+')
+    total=$(console_mib '\(MemTotal [0-9]+')
+    need=$(console_mib 'needed [0-9]+ MiB')
+    if [ -n "$need" ] && [ -n "$avail" ] && [ "$need" -gt "$avail" ] && [ "$need" -gt 430 ]; then
+        pass "the need ($need MiB) exceeds MemAvailable ($avail MiB) and the 430 MiB store image"
+    else
+        fail "the refusal's numbers: needed ${need:-?} MiB, MemAvailable ${avail:-?} MiB"
+    fi
+    expect_stage1_progress 1 'refusing to install NixOS: .*memory'
+    expect_webhook 1:plan:running 1:plan:failed
+    expect_size_asked
+    expect_no_download
+    expect_no_kexec
+    expect_staging_removed
+    expect_vm_exit
+    expect_disks_untouched
+    log "big-1g-refused: MemTotal ${total:-?} MiB, MemAvailable ${avail:-?} MiB, needed ${need:-?} MiB"
 }
