@@ -368,6 +368,8 @@ check_upstream-installer() {
     expect "the refusal shows the command line rebuilt from upstream's kexec/run" \
         "installer-stage2: .*init=/init console=$CONSOLE,115200 panic=-1 quiet nixos_lift\\.fixture=install nixos_lift\\.layout=nixos-images"
     expect_not "no shell quote of kexec/run is left in a command line" "init=/init '|'console="
+    expect_stage1_progress 2 'refusing to kexec: installer-stage2'
+    expect_webhook 1:plan:running 1:download:running 1:download:failed
     expect_not "no kexec syscall was tried" 'kexec_file_load refused|installer kernel loaded'
     expect_no_kexec
     expect_staging_removed
