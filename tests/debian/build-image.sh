@@ -15,6 +15,13 @@
 #   - what Debian's genericcloud image boots with: systemd, udev, dbus, cloud-init, openssh-server,
 #     linux-image-amd64 (initramfs-tools), ifupdown + isc-dhcp-client (cloud-init's ENI renderer
 #     and its ephemeral DHCP for the Hetzner and EC2 datasources), curl, ca-certificates, sudo;
+#   - cloud-guest-utils (growpart), as debian-cloud-images' GENERIC and CLOUD classes install it:
+#     bookworm's cloud-init runs its growpart and resizefs modules at every boot (cloud.cfg's
+#     cloud_init_modules; growpart's default is mode auto on `/`), so on first boot the root
+#     partition and its ext4 grow to the disk, as on a real cloud VM. The image itself stays
+#     small (its files + 50 % + 256 MiB); the scenarios' 8 GiB overlay is the disk it grows to,
+#     and stage 1's root-filesystem staging of a ~440 MB installer has the room it has on a
+#     real VM;
 #   - no kexec-tools (neither has the real image): stage 1 must load the installer itself;
 #   - no docs, man pages or locales, and no kernel modules for hardware a cloud VM lacks (GPU,
 #     sound, wireless, media, infiniband, ...), to keep the image small;
@@ -27,7 +34,8 @@ HERE=$REPO_ROOT/tests/debian
 
 SUITE=bookworm
 PACKAGES=(systemd systemd-sysv udev dbus cloud-init openssh-server linux-image-amd64 initramfs-tools
-    ifupdown isc-dhcp-client iproute2 netbase curl ca-certificates sudo e2fsprogs kmod procps)
+    ifupdown isc-dhcp-client iproute2 netbase curl ca-certificates sudo e2fsprogs kmod procps
+    cloud-guest-utils)
 # Module directories a cloud VM never needs (relative to /lib/modules/VERSION/kernel).
 DROP_MODULES=(drivers/gpu drivers/media drivers/net/wireless drivers/net/ethernet drivers/infiniband
     drivers/staging drivers/iio drivers/isdn drivers/bluetooth drivers/input/touchscreen
@@ -113,7 +121,8 @@ cp "$ROOT/boot/initrd.img-$kver" "$WORK/out/initrd"
 } >"$WORK/out/manifest.txt"
 
 # The disk: GPT, partition 1 = ext4 made from the tree (mke2fs -d: no loop devices), with room
-# for first-boot writes (logs, host keys) and the agent.
+# for first-boot writes (logs, host keys) and the agent before cloud-init's growpart and
+# resizefs grow it to the disk the VM boots with.
 used_mib=$(du -sm "$ROOT" | cut -f1)
 part_mib=$((used_mib + used_mib / 2 + 256))
 disk_mib=$((part_mib + 2))
