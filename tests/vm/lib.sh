@@ -326,20 +326,31 @@ build_sized_installer() {
 # The installer fixture's kernel parameters (after `init=`), shared by both layouts.
 fixture_params() { echo "console=$CONSOLE,115200 panic=-1 quiet nixos_lift.fixture=install"; }
 
-# A test CA and the webhook receiver's certificate for $WEBHOOK_ADDR, made once in $CACHE/tls.
+# A test CA and the webhook receiver's certificate for $WEBHOOK_ADDR in $CACHE/tls, made once in
+# $SIMCLOUD_TLS_CACHE (default tests/vm/.cache/tls) and copied from there, so a run with its own
+# scratch SIMCLOUD_CACHE (tests/debian, tests/bench) builds the same installer fixture (the CA
+# is in its initrd) and hits build_sized_installer's cache.
 build_tls() {
-    local d=$CACHE/tls
-    [ -s "$d/server.crt" ] && return 0
-    rm -rf "$d" && mkdir -p "$d"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-        -subj "/CN=nixos-lift simcloud test CA" -keyout "$d/ca.key" -out "$d/ca.crt" \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$WEBHOOK_ADDR" \
-        -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-    printf 'subjectAltName=IP:%s\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' \
-        "$WEBHOOK_ADDR" >"$d/server.ext"
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-        -days 3650 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+    local d=${SIMCLOUD_TLS_CACHE:-$VM_SRC/.cache/tls}
+    mkdir -p "$(dirname "$d")"
+    (
+        flock 9
+        [ -s "$d/server.crt" ] && exit 0
+        rm -rf "$d" && mkdir -p "$d"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+            -subj "/CN=nixos-lift simcloud test CA" -keyout "$d/ca.key" -out "$d/ca.crt" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$WEBHOOK_ADDR" \
+            -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+        printf 'subjectAltName=IP:%s\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+            "$WEBHOOK_ADDR" >"$d/server.ext"
+        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+            -days 3650 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+    ) 9>"$d.lock"
+    [ "$(realpath -m "$d")" = "$(realpath -m "$CACHE/tls")" ] && return 0
+    if ! cmp -s "$d/server.crt" "$CACHE/tls/server.crt"; then
+        rm -rf "$CACHE/tls" && mkdir -p "$CACHE" && cp -a "$d" "$CACHE/tls"
+    fi
 }
 
 # The part of the stock image's root filesystem every scenario shares.
