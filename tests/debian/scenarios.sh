@@ -5,7 +5,7 @@
 # takeover script and tests/vm/lib.sh set (quiet, IMAGE, AGENT_SHA256, ...).
 # shellcheck disable=SC2034,SC2154
 
-DEBIAN_SCENARIOS="hetzner-bios ec2-uefi wrong-agent-sha256"
+DEBIAN_SCENARIOS="hetzner-bios ec2-uefi wrong-agent-sha256 big-2g big-1536"
 
 # ---- one scenario ---------------------------------------------------------------------------
 
@@ -165,4 +165,115 @@ check_debian_wrong-agent-sha256() {
     expect "sshd still runs" '^simcloud-alive: ssh: active$'
     expect "a login shell still works" '^simcloud-alive: login shell: works as root in '
     expect_no_kexec
+    check_grown_root
+    check_run_tmpfs
 }
+
+# check_grown_root: cloud-init's growpart and resizefs grew the image's small root partition and
+# its ext4 to the 8 GiB disk (simcloud-alive's report), as on a real cloud VM.
+check_grown_root() {
+    local size free part disk
+    expect "cloud-init's growpart grew the root partition" "^simcloud-alive: growpart: resized: changed \\(/dev/vda, 1\\) from [0-9]+ to [0-9]+"
+    read -r size free < <(console_value "simcloud-alive: root filesystem (source, MiB size, MiB free): " | awk '{print $2, $3}') || true
+    read -r part disk < <(console_value "simcloud-alive: root partition: " | grep -Eo '[0-9]+' | tr '\n' ' ') || true
+    # 8 GiB = 8192 MiB; ext4's own metadata takes a few per cent of it.
+    if [ "${size:-0}" -ge 7500 ] && [ "${free:-0}" -ge 6000 ] && [ "${part:-0}" -ge $((disk * 99 / 100)) ]; then
+        pass "resizefs grew / to the disk: ${size} MiB, ${free} MiB free (partition ${part} of ${disk} bytes)"
+    else
+        fail "the root filesystem did not grow to the 8 GiB disk: ${size:-?} MiB, ${free:-?} MiB free, partition ${part:-?} of ${disk:-?} bytes"
+    fi
+}
+
+# check_run_tmpfs: /run is the tmpfs initramfs-tools mounts with size=10% of RAM (what a stage 1
+# staging under /run without its own mount would be limited to).
+check_run_tmpfs() {
+    local fstype bytes total
+    read -r fstype bytes _ < <(console_value "simcloud-alive: /run (fstype, bytes, options): ") || true
+    total=$(console_value "simcloud-alive: memory: " | grep -Eo 'MemTotal: [0-9]+' | grep -Eo '[0-9]+' || true)
+    # MemTotal is in KiB; 10 % of it, give or take a page-rounding per cent.
+    if [ "$fstype" = tmpfs ] && [ -n "$total" ] && [ "$((bytes / 1024))" -ge $((total * 9 / 100)) ] &&
+        [ "$((bytes / 1024))" -le $((total * 11 / 100)) ]; then
+        pass "/run is initramfs-tools' tmpfs at 10 % of RAM: $((bytes >> 20)) MiB of MemTotal $((total >> 10)) MiB"
+    else
+        fail "/run is not a tmpfs of 10 % of RAM: ${fstype:-?} of ${bytes:-?} bytes, MemTotal ${total:-?} KiB"
+    fi
+}
+
+# ---- 4, 5. nixos-images' real size: a 430 MiB store image in the installer's initrd ---------
+# The realistic-size installer (tests/vm/lib.sh, build_sized_installer: the manifest layout with
+# 430 MiB of incompressible "store image" appended to the fixture's initrd, ~440 MiB tarball).
+# The memory guard computes the need from the installer's size (no min_memory in the config):
+# staged in stage 1's own tmpfs it is the unpacked installer + the initrd twice during the kexec
+# load + headroom (~1.5 GiB); staged on the root filesystem, the two copies + headroom (~1 GiB).
+# Stage 2 runs in fleet mode (a prebuilt closure), as a small machine would be deployed.
+DEBIAN_STORE_MB=430
+
+big_installer() {
+    VM_MEMORY=$1
+    # Measured under TCG on a 2-core CI-like machine: the VM runs ~140-155 s (the 440 MiB
+    # download ~17 s, stage 1 ~40 s in all, the fixture's boot with the 440 MiB initramfs and
+    # stage 2 ~35 s), against ~75-90 s for the small fixture. Five times that, for a busy host.
+    VM_TIMEOUT=${DEBIMG_TIMEOUT:-720}
+    build_sized_installer "$DEBIAN_STORE_MB"
+    INSTALLER_FILE=$SIZED_INSTALLER_FILE
+    CONFIG_SHA256=$SIZED_INSTALLER_SHA256
+    CONFIG_SYSTEM=$FLEET_SYSTEM
+}
+
+# plan_memory FIELD: a figure of the plan's memory section (bytes, or the staging kind), from
+# the plan the installer fixture printed.
+plan_memory() {
+    console_value "installer-fixture: plan-compact: " | python3 -c '
+import json, sys
+m = json.load(sys.stdin).get("memory") or {}
+v = m.get("staging") if sys.argv[1] == "staging" else m.get(sys.argv[1])
+print((v or {}).get("kind", "none") if sys.argv[1] == "staging" else v)' "$1" 2>/dev/null || true
+}
+
+# check_big_installer STAGING: the takeover chain with the big installer, staged as STAGING
+# (tmpfs or rootfs), and the figures behind that choice on one log line.
+check_big_installer() {
+    local want=$1 kind staged low avail total need tmpfs free mib=1048576
+    check_takeover_chain DataSourceHetzner '^/hetzner/v1/userdata$' '^/hetzner/v1/metadata'
+    expect_size_asked
+    expect "the memory guard passed without min_memory" 'nixos-lift\[[0-9]+\]: .*\[2/5\] downloading and verifying the installer'
+    if [ "$want" = tmpfs ]; then
+        expect "stage 1 staged on its own tmpfs, sized to the need" 'nixos-lift\[[0-9]+\]: .*staging: tmpfs of [0-9]+ MiB at /run/nixos-lift/work$'
+    else
+        expect "stage 1 staged on the (grown) root filesystem" 'nixos-lift\[[0-9]+\]: .*staging: root filesystem at /var/lib/nixos-lift/staging \([0-9]+ MiB free\)$'
+        free=$(console_mib 'staging: root filesystem at /var/lib/nixos-lift/staging \([0-9]+')
+        if [ "${free:-0}" -ge 4096 ]; then
+            pass "the root filesystem had the room growpart gave it (${free} MiB free)"
+        else
+            fail "the root filesystem had ${free:-?} MiB free: did growpart run?"
+        fi
+    fi
+    expect "stage 1 reported its lowest MemAvailable" 'nixos-lift\[[0-9]+\]: .*memory: lowest MemAvailable [0-9]+ MiB during stage 1 \(staged [0-9]+ MiB\)'
+    staged=$(console_mib 'staged [0-9]+ MiB\)')
+    if [ "${staged:-0}" -ge "$DEBIAN_STORE_MB" ]; then pass "the staged size counts the store image ($staged MiB)"; else fail "staged ${staged:-?} MiB, less than the $DEBIAN_STORE_MB MiB store image"; fi
+    expect "the installer fixture found the handed-over agent" '^installer-fixture: handoff files: .*nixos-lift/nixos-lift'
+    expect "the whole store image arrived in the installer" "^installer-fixture: store image $DEBIAN_STORE_MB MiB\$"
+    kind=$(plan_memory staging)
+    if [ "$kind" = "${want/rootfs/root_fs}" ]; then pass "the plan chose $kind staging"; else fail "the plan chose ${kind:-?} staging, wanted $want"; fi
+    low=$(console_mib 'lowest MemAvailable [0-9]+')
+    avail=$(plan_memory available_bytes)
+    total=$(plan_memory total_bytes)
+    need=$(plan_memory needed_bytes)
+    tmpfs=$(console_mib 'staging: tmpfs of [0-9]+')
+    log "$SCENARIO: -m $VM_MEMORY: MemTotal $((${total:-0} / mib)) MiB, MemAvailable at the plan $((${avail:-0} / mib)) MiB," \
+        "needed $((${need:-0} / mib)) MiB -> $kind staging${tmpfs:+ (tmpfs $tmpfs MiB)}${free:+ ($free MiB free on /)};" \
+        "lowest MemAvailable ${low:-?} MiB, staged ${staged:-?} MiB; VM ran ${VM_SECONDS:-?} s"
+}
+
+# ---- 4. 2 GiB: the installer fits in RAM, staged on stage 1's own tmpfs ----------------------
+# Debian's /run is initramfs-tools' tmpfs at 10 % of RAM (~200 MiB here): stage 1 mounts its own
+# tmpfs at /run/nixos-lift/work, sized to the staged installer, so /run's size does not matter.
+debian_big-2g() { big_installer 2048; }
+check_debian_big-2g() { check_big_installer tmpfs; }
+
+# ---- 5. 1.5 GiB: three copies of the initrd do not fit, two do: root-filesystem staging ------
+# The staged installer goes to /var/lib/nixos-lift/staging on the root filesystem cloud-init's
+# growpart grew to the disk (without growpart it would not fit), as page cache the kexec load
+# can reclaim.
+debian_big-1536() { big_installer 1536; }
+check_debian_big-1536() { check_big_installer rootfs; }

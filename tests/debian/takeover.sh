@@ -7,11 +7,16 @@
 # agent detaches into a systemd unit (systemd-run), plans, fetches the installer fixture and
 # hands over with `systemctl kexec`.
 #
-#   bash tests/debian/takeover.sh hetzner-bios|ec2-uefi|wrong-agent-sha256|all|list
+#   bash tests/debian/takeover.sh hetzner-bios|ec2-uefi|wrong-agent-sha256|big-2g|big-1536|all|list
+#
+# big-2g and big-1536 take over with a realistic-size installer (a 430 MiB store image in its
+# initrd, nixos-images' x86_64 size; tests/vm/lib.sh's build_sized_installer, cached in
+# SIMCLOUD_STORE_CACHE): at 2 GiB stage 1 stages it on its own tmpfs, at 1.5 GiB on the root
+# filesystem cloud-init's growpart grew to the disk.
 #
 # Options: --no-setup (skip tests/vm/setup.sh), -q (console only in the log file).
-# Environment: DEBIMG_TIMEOUT (seconds per VM, default 600), DEBIMG_CACHE (image cache, see
-# build-image.sh), DEBIMG_KEEP=1 (keep the run directory with consoles and logs).
+# Environment: DEBIMG_TIMEOUT (seconds per VM, default 600; 720 for big-*), DEBIMG_CACHE (image
+# cache, see build-image.sh), DEBIMG_KEEP=1 (keep the run directory with consoles and logs).
 # Boot: QEMU's direct kernel boot with the image's own /boot/vmlinuz and initrd and
 # root=/dev/vda1; there is no boot loader in the image. Everything from the initramfs on (mounting
 # the root disk, systemd, cloud-init's four stages, the shutdown for kexec) is the image's own.

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole path with the real cloud-init (issue 8): a stock Debian 12 cloud-style image, built
 # once per machine by tests/debian/build-image.sh and cached by its recipe, taken over in the
-# simulated cloud. Scenarios: hetzner-bios, ec2-uefi, wrong-agent-sha256 (tests/debian/takeover.sh).
+# simulated cloud. Scenarios (tests/debian/takeover.sh): hetzner-bios, ec2-uefi,
+# wrong-agent-sha256 (which also shows cloud-init's growpart and the 10 % /run), and, with a
+# 430 MiB store image in the installer's initrd (issue 19), big-2g (tmpfs staging) and
+# big-1536 (root-filesystem staging). About 9 minutes under TCG, the image build aside.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 bash "$REPO_ROOT/tests/debian/takeover.sh" -q all
