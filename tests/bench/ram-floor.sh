@@ -19,9 +19,8 @@
 #
 # Per size:
 #   guard floor  bisection with `nixos-lift plan` (no min_memory: the guard computes the need
-#                from the installer's size, asked by HEAD, against MemAvailable); the need and
-#                MemAvailable are read from its refusal line
-#                (`memory: found MemAvailable A MiB (MemTotal T MiB); needed N MiB`);
+#                from the installer's size, asked by HEAD, against MemAvailable); the need is
+#                read from the refusal just below the floor (`... N MiB to stage it in RAM`);
 #   measured     bisection with `nixos-lift run` and `min_memory: 64MiB` in the config: with
 #                min_memory written the guard compares MemTotal only, so stage 1 goes ahead
 #                below its own estimate and the real failure shows (OOM kill, a refused kexec
@@ -80,7 +79,7 @@ log "prepared in $(($(date +%s) - start_all)) s"
 # installer; KIND guard runs `nixos-lift plan` (no min_memory), run the takeover with
 # min_memory: 64MiB. Returns 0 when it passed; sets PROBE_NOTE (what happened) and RUN.
 probe() {
-    local size=$1 kind=$2 mib=$3 t rootdir
+    local size=$1 kind=$2 mib=$3 t
     SCENARIO=ram-floor-$size-$kind-$mib
     RUN=$WORK/runs/$size-$kind-$mib
     mkdir -p "$RUN"
@@ -96,18 +95,7 @@ probe() {
     else
         CONFIG_MIN_MEMORY=64MiB
     fi
-    # The stock disk, as tests/vm/takeover.sh's build_stock_disks makes it.
-    rootdir=$RUN/rootfs
-    cp -a "$CACHE/rootfs-base" "$rootdir"
-    write_config "$RUN/config.yaml"
-    cp "$RUN/config.yaml" "$rootdir/etc/nixos-lift/config.yaml"
-    {
-        printf 'SIMCLOUD_NET=%q\nSIMCLOUD_STATIC_ADDRS=%q\n' "$VM_NET" "$VM_STATIC_ADDRS"
-        printf 'SIMCLOUD_STATIC_GW=%q\nSIMCLOUD_DNS=%q\n' "$VM_STATIC_GW" "$VM_DNS"
-        printf 'SIMCLOUD_HOSTNAME=%q\nSIMCLOUD_COMMAND=%q\n' "$VM_HOSTNAME" "$VM_COMMAND"
-    } >"$rootdir/etc/simcloud.env"
-    mk_disk "$RUN/root.img" "$rootdir"
-    rm -rf "$rootdir"
+    build_stock_disks
     start_metadata "$PROVIDER"
     start_release
     start_webhook
@@ -217,8 +205,11 @@ for size in $sizes; do
     if [ "$guard" = yes ]; then
         bisect "$size" guard "$guess"
         gfloor=$FLOOR
-        # The need, from the refusal just below the floor.
-        need=$(figure "$size-guard-$((gfloor - step))" 'needed [0-9]+ MiB')
+        # The need, from the refusal just below the floor: with the root filesystem unusable
+        # (this VM) the figure that applies is the one "to stage it in RAM"; the refusal's
+        # headline `needed N MiB` is the root-filesystem figure, which this VM cannot use.
+        need=$(figure "$size-guard-$((gfloor - step))" '[0-9]+ MiB to stage it in RAM')
+        [ -n "$need" ] || need=$(figure "$size-guard-$((gfloor - step))" 'needed [0-9]+ MiB')
         guess=$gfloor
     fi
     bisect "$size" run "$guess"

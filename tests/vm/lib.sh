@@ -395,6 +395,28 @@ mk_disk() {
     rm -f "$out.part"
 }
 
+# build_stock_disks: the stock image's disk (the shared root filesystem plus this scenario's
+# config and settings) and the optional data volume, with their digests for the no-write check.
+build_stock_disks() {
+    local rootdir=$RUN/rootfs
+    cp -a "$CACHE/rootfs-base" "$rootdir"
+    write_config "$RUN/config.yaml"
+    cp "$RUN/config.yaml" "$rootdir/etc/nixos-lift/config.yaml"
+    {
+        printf 'SIMCLOUD_NET=%q\nSIMCLOUD_STATIC_ADDRS=%q\n' "$VM_NET" "$VM_STATIC_ADDRS"
+        printf 'SIMCLOUD_STATIC_GW=%q\nSIMCLOUD_DNS=%q\n' "$VM_STATIC_GW" "$VM_DNS"
+        printf 'SIMCLOUD_HOSTNAME=%q\nSIMCLOUD_COMMAND=%q\n' "$VM_HOSTNAME" "$VM_COMMAND"
+    } >"$rootdir/etc/simcloud.env"
+    mk_disk "$RUN/root.img" "$rootdir"
+    rm -rf "$rootdir"
+    disk_digest "$RUN/root.img" >"$RUN/root.digest"
+    if [ "$VM_DATA_DISK" = yes ]; then
+        mk_disk "$RUN/data.img"
+        printf 'a data volume: stage 1 must leave it alone\n' | dd of="$RUN/data.img" conv=notrunc status=none
+        disk_digest "$RUN/data.img" >"$RUN/data.digest"
+    fi
+}
+
 # disk_digest FILE: sha256 over every data extent of a sparse image, with its offset. Any write
 # to the image (zeros included: they allocate) changes it; holes cost nothing to read.
 disk_digest() {
