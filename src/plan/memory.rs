@@ -132,15 +132,24 @@ pub fn plan_memory(
     let tmpfs = Staging::Tmpfs {
         size_bytes: staged + STAGING_SLACK,
     };
+    let rootfs_usable = rootfs_problem.is_none();
     let (staging, needed) = if available >= in_ram {
         (Some(tmpfs), in_ram)
-    } else if available >= on_disk && rootfs_problem.is_none() {
+    } else if available >= on_disk && rootfs_usable {
         (Some(Staging::RootFs), on_disk)
     } else if min_memory.is_some() {
-        // The user overrode the estimate: stage in RAM and take the risk they chose.
-        (Some(tmpfs), in_ram)
-    } else {
+        // The user overrode the estimate and takes the risk: the root filesystem still spares
+        // RAM one copy of the installer when it can take it.
+        if rootfs_usable {
+            (Some(Staging::RootFs), on_disk)
+        } else {
+            (Some(tmpfs), in_ram)
+        }
+    } else if rootfs_usable {
         (None, on_disk)
+    } else {
+        // Only RAM staging is possible here: that is the need to name.
+        (None, in_ram)
     };
     let plan = MemoryPlan {
         installer,
@@ -175,25 +184,21 @@ fn computed_guard(plan: &MemoryPlan, in_ram: u64, rootfs_problem: Option<&str>) 
         mib(plan.installer.bytes),
         plan.installer.source
     );
-    let needed = match plan.staging {
-        Some(Staging::Tmpfs { .. }) => format!(
-            "{} MiB: {size} staged in RAM + twice during the kexec load + {} MiB headroom",
-            mib(in_ram),
-            mib(plan.headroom_bytes)
+    let needed = match (plan.staging, rootfs_problem) {
+        (Some(Staging::RootFs), _) | (None, None) => format!(
+            "{} MiB: {size} twice during the kexec load + {} MiB headroom (staged on the root \
+             filesystem; {} MiB to stage it in RAM)",
+            mib(plan.needed_bytes),
+            mib(plan.headroom_bytes),
+            mib(in_ram)
         ),
-        _ => {
-            let disk = match rootfs_problem {
-                Some(why) => format!("the root filesystem cannot take it: {why}"),
-                None => "staged on the root filesystem".into(),
-            };
-            format!(
-                "{} MiB: {size} twice during the kexec load + {} MiB headroom ({disk}; {} MiB \
-                 to stage it in RAM)",
-                mib(plan.needed_bytes),
-                mib(plan.headroom_bytes),
-                mib(in_ram)
-            )
-        }
+        (_, why) => format!(
+            "{} MiB: {size} staged in RAM + twice during the kexec load + {} MiB headroom{}",
+            mib(in_ram),
+            mib(plan.headroom_bytes),
+            why.map(|w| format!(" (the root filesystem cannot take it: {w})"))
+                .unwrap_or_default()
+        ),
     };
     GuardResult {
         name: "memory".into(),
@@ -324,9 +329,18 @@ mod tests {
             ram_backed: true,
             ..disk(5000)
         };
-        let (_, guard) = plan_memory(&host(1450, 1200), size(440), AGENT, Some(&ram), None);
+        let (plan, guard) = plan_memory(&host(1450, 1200), size(440), AGENT, Some(&ram), None);
         assert!(!guard.ok);
         assert!(guard.needed.contains("RAM-backed"), "{}", guard.needed);
+        // Only RAM staging is possible: the need named is RAM's, above what was found.
+        assert_eq!(
+            plan.needed_bytes,
+            plan.staged_bytes + plan.load_bytes + HEADROOM
+        );
+        assert!(guard
+            .needed
+            .starts_with(&format!("{} MiB: ", mib(plan.needed_bytes))));
+        assert!(guard.needed.contains("staged in RAM"), "{}", guard.needed);
         let (_, guard) = plan_memory(&host(1450, 1200), size(440), AGENT, Some(&disk(100)), None);
         assert!(guard.needed.contains("100 MiB free"), "{}", guard.needed);
         let ro = RootFsSpace {
@@ -344,6 +358,17 @@ mod tests {
         assert!(guard.ok, "{guard:?}");
         assert!(matches!(plan.staging, Some(Staging::Tmpfs { .. })));
         assert_eq!(plan.min_memory_override, Some(512 * MIB));
+        // With too little RAM even for the load, the override still stages on a usable root
+        // filesystem, which spares RAM one copy.
+        let (plan, guard) = plan_memory(
+            &host(979, 700),
+            size(440),
+            AGENT,
+            Some(&disk(5000)),
+            Some(512 * MIB),
+        );
+        assert!(guard.ok, "{guard:?}");
+        assert_eq!(plan.staging, Some(Staging::RootFs));
         // Refused although the estimate fits.
         let (_, guard) = plan_memory(&host(4000, 3800), size(100), AGENT, None, Some(8 << 30));
         assert!(!guard.ok);

@@ -424,9 +424,9 @@ fn takeover(
     );
     let payload = build_payload(&root, config, facts, plan)?;
     let started = std::time::Instant::now();
-    let len = crate::handoff::payload::append_handoff(&installer.initrd, &payload)?;
+    let initrd_bytes = crate::handoff::payload::append_handoff(&installer.initrd, &payload)?;
     tracing::info!(
-        bytes = len,
+        initrd_bytes,
         ms = started.elapsed().as_millis() as u64,
         "handoff appended to the installer's initrd"
     );

@@ -20,7 +20,8 @@
 # Per size:
 #   guard floor  bisection with `nixos-lift plan` (no min_memory: the guard computes the need
 #                from the installer's size, asked by HEAD, against MemAvailable); the need is
-#                read from the refusal just below the floor (`... N MiB to stage it in RAM`);
+#                read from the refusal just below the floor (`needed N MiB`: in this VM, whose
+#                root filesystem cannot take the staging, the figure for staging in RAM);
 #   measured     bisection with `nixos-lift run` and `min_memory: 64MiB` in the config: with
 #                min_memory written the guard compares MemTotal only, so stage 1 goes ahead
 #                below its own estimate and the real failure shows (OOM kill, a refused kexec
@@ -206,10 +207,8 @@ for size in $sizes; do
         bisect "$size" guard "$guess"
         gfloor=$FLOOR
         # The need, from the refusal just below the floor: with the root filesystem unusable
-        # (this VM) the figure that applies is the one "to stage it in RAM"; the refusal's
-        # headline `needed N MiB` is the root-filesystem figure, which this VM cannot use.
-        need=$(figure "$size-guard-$((gfloor - step))" '[0-9]+ MiB to stage it in RAM')
-        [ -n "$need" ] || need=$(figure "$size-guard-$((gfloor - step))" 'needed [0-9]+ MiB')
+        # (this VM) the guard names the need for staging in RAM.
+        need=$(figure "$size-guard-$((gfloor - step))" 'needed [0-9]+ MiB')
         guess=$gfloor
     fi
     bisect "$size" run "$guess"
