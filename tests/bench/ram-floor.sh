@@ -66,12 +66,7 @@ PROBE_TIMEOUT=${RAMFLOOR_TIMEOUT:-600}
 start_all=$(date +%s)
 bash "$REPO_ROOT/tests/vm/setup.sh"
 mkdir -p "$CACHE/www"
-pick_kernel
-build_agent
-build_fresh_initrd
-build_tls
-build_installer
-build_base_rootfs
+prepare_simcloud
 echo "probe-ok ram-floor" >"$CACHE/www/probe.txt"
 PROBE_TOKEN=ram-floor
 log "prepared in $(($(date +%s) - start_all)) s"

@@ -353,6 +353,17 @@ build_tls() {
     fi
 }
 
+# prepare_simcloud: everything a busybox-VM boot needs, once per run: the kernel, the static
+# agent, the stock VM's initramfs, the test CA, the installer fixture and the shared rootfs.
+prepare_simcloud() {
+    pick_kernel
+    build_agent
+    build_fresh_initrd
+    build_tls
+    build_installer
+    build_base_rootfs
+}
+
 # The part of the stock image's root filesystem every scenario shares.
 build_base_rootfs() {
     local dir=$CACHE/rootfs-base

@@ -63,12 +63,7 @@ start_all=$(date +%s)
 [ "$setup" = yes ] && [ "$arch" = aarch64 ] && bash "$REPO_ROOT/tests/vm/aarch64-assets.sh" >/dev/null
 select_arch "$arch"
 mkdir -p "$CACHE"
-pick_kernel
-build_agent
-build_fresh_initrd
-build_tls
-build_installer
-build_base_rootfs
+prepare_simcloud
 log "prepared $ARCH in $(( $(date +%s) - start_all )) s: kernel $KVER, installer sha256 $INSTALLER_SHA256"
 
 # run_scenario NAME: one VM boot with its servers, then its checks. Adds to FAILS and RESULTS.
