@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use assert_cmd::cargo::CommandCargoExt;
 use nixos_lift::fetch::{fetch_installer, hex};
+
+mod common;
+use common::upstream::{substituted, PARAMS, TOPLEVEL};
 use sha2::Digest;
 
 fn tarball_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -430,27 +433,6 @@ fn fetch_installer_command_prints_the_layout_or_leaves_nothing() {
     assert!(!again.exists());
 }
 
-/// nixos-images' `kexec/run` as its module.nix writes it: the command line is built from
-/// `$init` and `$kernelParams` (escapeShellArgs-quoted) inside `sh -c "…"`.
-const UPSTREAM_RUN: &[u8] = br#"#!/bin/sh
-set -eux
-kexec_extra_flags=""
-# provided by nix
-init="/nix/store/x-nixos-system/init"
-kernelParams="'console=tty0' 'console=ttyS0,115200' 'zswap.enabled=1' 'nouveau.modeset=0'"
-SCRIPT_DIR=$(dirname "$(readlink -f "$0")")
-kexecSyscallFlags=""
-if ! sh -c "'$SCRIPT_DIR/kexec' --load '$SCRIPT_DIR/bzImage' \
-  $kexecSyscallFlags \
-  $kexec_extra_flags \
-  --initrd='$SCRIPT_DIR/initrd' --no-checks \
-  --command-line 'init=$init $kernelParams'"
-then
-  exit 1
-fi
-nohup sh -c "sleep 6 && '$SCRIPT_DIR/kexec' -e ${kexec_extra_flags}" &
-"#;
-
 #[test]
 fn fetch_installer_reports_the_upstream_scripts_whole_cmdline() {
     let dir = tempfile::tempdir().unwrap();
@@ -458,12 +440,12 @@ fn fetch_installer_reports_the_upstream_scripts_whole_cmdline() {
         ("kexec/bzImage", b"kernel"),
         ("kexec/initrd", b"initrd"),
         ("kexec/kexec", b"\x7fELF kexec"),
-        ("kexec/run", UPSTREAM_RUN),
+        ("kexec/run", substituted(&PARAMS).as_bytes()),
     ]);
     let url = local(dir.path(), &tb);
-    let cmdline =
-        "init=/nix/store/x-nixos-system/init console=tty0 console=ttyS0,115200 zswap.enabled=1 \
-         nouveau.modeset=0";
+    // The real upstream script, with nixos-images' own x86_64 parameters.
+    let cmdline = format!("init={TOPLEVEL}/init {}", PARAMS.join(" "));
+    let cmdline = cmdline.as_str();
     for (format, dest) in [("json", "json"), ("text", "text")] {
         let out = Command::cargo_bin("nixos-lift")
             .unwrap()

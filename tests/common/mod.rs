@@ -1,5 +1,7 @@
-//! Helpers shared by the host_* integration tests.
+//! Helpers shared by the integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
