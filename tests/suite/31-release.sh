@@ -32,6 +32,7 @@ trap cleanup EXIT
 # --- build -------------------------------------------------------------------------------
 arm_args=()
 if [ "${RELEASE_AARCH64:-build}" = skip ]; then
+    [ "${CI:-}" = true ] && { echo "31-release: RELEASE_AARCH64=skip is not allowed under CI" >&2; exit 1; }
     echo "SKIP - aarch64 agent (RELEASE_AARCH64=skip): the release directory holds x86_64 only"
 else
     start=$(date +%s)
@@ -248,6 +249,7 @@ if command -v systemd-analyze >/dev/null; then
         ok "systemd-analyze verify: nixos-lift.service is clean ($(systemd-analyze --version | head -1))" ||
         fail "systemd-analyze verify: $v"
 else
+    [ "${CI:-}" = true ] && fail "systemd-analyze is not installed: under CI the unit file must be verified"
     echo "SKIP - systemd-analyze is not installed: the unit file is not verified by systemd"
 fi
 

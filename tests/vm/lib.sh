@@ -155,8 +155,6 @@ build_agent() {
 # agent_host ARGS...: runs the guest's agent on the host (through qemu-user for another arch).
 agent_host() { "${AGENT_RUN[@]}" "$AGENT" "$@"; }
 
-# agent_supports WORDS...: true when `nixos-lift WORDS... --help` exists in the built agent.
-agent_supports() { agent_host "$@" --help >/dev/null 2>&1; }
 
 # The fresh VM's initramfs: busybox, modules, an /init that switch_roots to the disk.
 build_fresh_initrd() {

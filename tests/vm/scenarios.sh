@@ -7,25 +7,6 @@
 
 SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails upstream-installer big-1g big-1g-refused"
 
-# scenario_blocker NAME: prints why NAME cannot run yet (a part another issue delivers is
-# missing) and fails; prints nothing when it can run.
-scenario_blocker() {
-    if [ ! -f "$FAKECLOUD" ]; then
-        echo "the fake metadata server $FAKECLOUD is missing"
-        return 1
-    fi
-    case $1 in
-        installer-fixture) ;;
-        detect)
-            "$AGENT" detect --format json >/dev/null 2>&1 ||
-                { echo "\`nixos-lift detect\` does not work on this host yet"; return 1; }
-            ;;
-        *)
-            agent_supports run || { echo "the agent has no \`nixos-lift run\` yet"; return 1; }
-            ;;
-    esac
-}
-
 # Defaults shared by every scenario: a Hetzner x86_64 BIOS VM with DHCP and a good config.
 scenario_defaults() {
     PROVIDER=hetzner
