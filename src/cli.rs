@@ -102,9 +102,9 @@ pub struct InstallArgs {
     /// [default: http://169.254.169.254]
     #[arg(long, value_name = "URL", default_value = crate::report::GCP_METADATA_BASE)]
     pub metadata_base: String,
-    /// Stop after this phase (handoff, network, disk, compose), without writing the disk.
-    #[arg(long, value_name = "PHASE", value_parser = ["handoff", "network", "disk", "compose"])]
-    pub stop_after: Option<String>,
+    /// Stop after this phase, without writing the disk.
+    #[arg(long, value_name = "PHASE")]
+    pub stop_after: Option<crate::install::InstallPhase>,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ pub mod install;
 pub mod kexec;
 pub mod logging;
 pub mod output;
+pub mod phase;
 pub mod plan;
 pub mod provider;
 pub mod report;

@@ -262,21 +262,6 @@ impl Reporter {
         }
     }
 
-    /// Starts phase `name` of `phases`: one `running` event and console line. Returns its
-    /// 1-based step, the position in `phases` (0 for a name not in it).
-    pub fn begin(&mut self, phases: &[&str], name: &str, message: &str) -> usize {
-        let step = phases.iter().position(|p| *p == name).map_or(0, |i| i + 1);
-        self.event(
-            name,
-            step as u32,
-            phases.len() as u32,
-            Status::Running,
-            message,
-            None,
-        );
-        step
-    }
-
     /// Logs and queues one event.
     pub fn event(
         &mut self,
@@ -521,17 +506,6 @@ mod tests {
             mem.lines(),
             vec!["nixos-lift: [1/7] restoring ...", "plain"]
         );
-    }
-
-    #[test]
-    fn a_phase_begins_at_its_position_in_the_list() {
-        let mem = MemorySink::default();
-        let mut r = Reporter::new(1, vec![Box::new(mem.clone())]);
-        assert_eq!(
-            r.begin(&["plan", "download", "jump"], "download", "fetching"),
-            2
-        );
-        assert_eq!(mem.lines(), vec!["nixos-lift: [2/3] fetching ..."]);
     }
 
     #[test]

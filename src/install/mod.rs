@@ -19,27 +19,65 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::host::SysRoot;
+use crate::phase::{Phase, Phases};
 use crate::provider::ProviderKind;
-use crate::report::{DeviceSink, LineSink, RemoteTargets, Reporter, Status};
+use crate::report::{DeviceSink, LineSink, RemoteTargets, Reporter};
 use crate::{Error, Result};
 
 use self::compose::{InstallFacts, Wrapper};
 use self::handoff::Handoff;
 use self::tools::{InstallLog, SharedLog, Tools};
 
-/// The phases, in order; `step` in events is the 1-based position here.
-pub const PHASES: [&str; 8] = [
-    "handoff",
-    "network",
-    "disk",
-    "compose",
-    "partition",
-    "install",
-    "trail",
-    "reboot",
-];
-/// The first phase that writes the target disk.
-const FIRST_WRITE: &str = "partition";
+/// Stage 2's phases, in order. `--stop-after` takes the ones before the disk is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "lowercase")]
+pub enum InstallPhase {
+    Handoff,
+    Network,
+    Disk,
+    Compose,
+    #[value(skip)]
+    Partition,
+    #[value(skip)]
+    Install,
+    #[value(skip)]
+    Trail,
+    #[value(skip)]
+    Reboot,
+}
+
+impl Phase for InstallPhase {
+    const ALL: &'static [Self] = &[
+        Self::Handoff,
+        Self::Network,
+        Self::Disk,
+        Self::Compose,
+        Self::Partition,
+        Self::Install,
+        Self::Trail,
+        Self::Reboot,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Handoff => "handoff",
+            Self::Network => "network",
+            Self::Disk => "disk",
+            Self::Compose => "compose",
+            Self::Partition => "partition",
+            Self::Install => "install",
+            Self::Trail => "trail",
+            Self::Reboot => "reboot",
+        }
+    }
+}
+
+impl InstallPhase {
+    /// From partitioning on, a failure leaves a disk that no longer boots the stock image.
+    fn wrote_disk(self) -> bool {
+        self.step() >= Self::Partition.step()
+    }
+}
 
 /// How long remote events may take to drain before stage 2 reboots or gives up.
 const REPORT_DRAIN: Duration = Duration::from_secs(15);
@@ -56,7 +94,7 @@ pub struct Options {
     pub skip_network: bool,
     pub metadata_base: String,
     /// Run the phases up to and including this one, then stop (no reboot).
-    pub stop_after: Option<String>,
+    pub stop_after: Option<InstallPhase>,
 }
 
 impl Options {
@@ -67,12 +105,6 @@ impl Options {
     fn under_root(&self, path: &str) -> PathBuf {
         SysRoot::new(&self.root).join(path)
     }
-}
-
-/// A phase failure: where it stopped and why.
-struct Failure {
-    step: usize,
-    error: Error,
 }
 
 /// Runs stage 2. Errors are reported (banner, `failed` event) before they are returned.
@@ -88,144 +120,154 @@ pub fn run(opts: &Options) -> Result<()> {
         .collect();
     sinks.push(Box::new(DeviceSink::kmsg(&opts.kmsg)));
     sinks.push(Box::new(log.clone()));
-    let mut reporter = Reporter::new(2, sinks);
+    let mut phases = Phases::new(Reporter::new(2, sinks));
 
     let handoff = match Handoff::read(&opts.handoff) {
         Ok(h) => h,
-        Err(error) => {
-            let failure = Failure { step: 1, error };
-            banner(&mut reporter, &log, &failure);
-            reporter.finish(REPORT_DRAIN);
-            return Err(failure.error);
-        }
+        Err(error) => return Err(stop(phases, &log, error)),
     };
     let plan = &handoff.plan;
-    reporter = reporter
-        .with_identity(plan.instance_id.clone(), Some(plan.hostname.clone()))
-        .with_remote(RemoteTargets {
-            webhook_url: plan.report.webhook_url.clone(),
-            webhook_token: handoff.secrets.webhook_token.clone(),
-            gcp_metadata_base: (plan.provider == ProviderKind::Gcp)
-                .then(|| opts.metadata_base.clone()),
-        });
+    phases
+        .reporter
+        .set_identity(plan.instance_id.clone(), Some(plan.hostname.clone()));
+    phases.reporter.start_remote(RemoteTargets {
+        webhook_url: plan.report.webhook_url.clone(),
+        webhook_token: handoff.secrets.webhook_token.clone(),
+        gcp_metadata_base: (plan.provider == ProviderKind::Gcp).then(|| opts.metadata_base.clone()),
+    });
 
     let mut stage = Stage {
         opts,
         handoff: &handoff,
-        reporter: &mut reporter,
+        phases: &mut phases,
         log: log.clone(),
         work,
-        step: 0,
     };
-    let result = stage.run_phases();
-    match result {
-        Ok(reboot) => {
-            if let Some(tools) = &reboot {
-                let proc = opts.under_root("/proc");
-                for line in reboot::release(tools, &proc, &opts.under_root("/mnt")) {
-                    reporter.line(&line);
-                }
+    match stage.run_phases() {
+        Ok(Some(tools)) => {
+            let proc = opts.under_root("/proc");
+            for line in reboot::release(&tools, &proc, &opts.under_root("/mnt")) {
+                phases.line(&line);
             }
             // Every queued event (`done` last) goes out before the reboot cuts the network.
-            reporter.finish(REPORT_DRAIN);
-            if let Some(tools) = reboot {
-                reboot::restart(&tools)?;
-            }
+            phases.reporter.finish(REPORT_DRAIN);
+            reboot::restart(&tools)
+        }
+        Ok(None) => {
+            phases.reporter.finish(REPORT_DRAIN);
             Ok(())
         }
-        Err(failure) => {
-            banner(&mut reporter, &log, &failure);
-            reporter.finish(REPORT_DRAIN);
-            Err(failure.error)
-        }
+        Err(error) => Err(stop(phases, &log, error)),
     }
+}
+
+/// Reports a failure (banner and `failed` event at the running phase) and drains the events.
+fn stop(mut phases: Phases<InstallPhase>, log: &SharedLog, error: Error) -> Error {
+    banner(&mut phases, log, &error);
+    phases.reporter.finish(REPORT_DRAIN);
+    error
 }
 
 struct Stage<'a> {
     opts: &'a Options,
     handoff: &'a Handoff,
-    reporter: &'a mut Reporter,
+    phases: &'a mut Phases<InstallPhase>,
     log: SharedLog,
     work: PathBuf,
-    step: usize,
+}
+
+/// What the compose phase leaves for the phases that write the disk.
+struct Composed {
+    tools: Tools,
+    flake_dir: PathBuf,
+    disko_script: String,
 }
 
 impl Stage<'_> {
-    /// Starts phase `name`: one event, one console line.
-    fn begin(&mut self, name: &str, message: &str) {
-        self.step = self.reporter.begin(&PHASES, name, message);
-    }
-
-    fn fail(&self, error: Error) -> Failure {
-        Failure {
-            step: self.step,
-            error,
-        }
-    }
-
-    fn stop_here(&self, name: &str) -> bool {
-        self.opts.stop_after.as_deref() == Some(name)
-    }
-
     /// Returns the tools to reboot with, or `None` when stage 2 should not reboot.
-    fn run_phases(&mut self) -> std::result::Result<Option<Tools>, Failure> {
+    fn run_phases(&mut self) -> Result<Option<Tools>> {
+        use InstallPhase::*;
+        self.check_handoff()?;
+        if self.stops_after(Handoff) {
+            return Ok(None);
+        }
+        self.restore_network()?;
+        if self.stops_after(Network) {
+            return Ok(None);
+        }
+        let cleared = self.find_disk()?;
+        if self.stops_after(Disk) {
+            return Ok(None);
+        }
+        let composed = self.compose(&cleared)?;
+        if self.stops_after(Compose) {
+            return Ok(None);
+        }
+        let mnt = self.partition(&cleared, &composed)?;
+        self.install(&composed, &mnt)?;
+        self.trail(&composed, &mnt)?;
+        self.finish(&cleared, composed.tools)
+    }
+
+    fn begin(&mut self, phase: InstallPhase, message: &str) {
+        self.phases.begin(phase, message);
+    }
+
+    fn stops_after(&self, phase: InstallPhase) -> bool {
+        self.opts.stop_after == Some(phase)
+    }
+
+    fn check_handoff(&mut self) -> Result<()> {
         let plan = &self.handoff.plan;
-        let mnt = self.opts.under_root("/mnt");
-        self.begin(
-            "handoff",
-            &format!(
-                "reading the handoff from {}: {} on {}, flake {}",
-                self.handoff.dir.display(),
-                plan.hostname,
-                plan.provider,
-                plan.flake.reference
-            ),
+        let message = format!(
+            "reading the handoff from {}: {} on {}, flake {}",
+            self.handoff.dir.display(),
+            plan.hostname,
+            plan.provider,
+            plan.flake.reference
         );
-        self.check_installer().map_err(|e| self.fail(e))?;
-        if self.stop_here("handoff") {
-            return Ok(None);
-        }
+        self.begin(InstallPhase::Handoff, &message);
+        self.check_installer()
+    }
 
-        self.begin("network", "restoring the network");
-        self.restore_network().map_err(|e| self.fail(e))?;
-        self.reporter.network_ready();
-        if self.stop_here("network") {
-            return Ok(None);
-        }
-
-        let target = plan.target.as_ref().ok_or_else(|| {
-            self.fail(Error::Refused {
+    fn find_disk(&mut self) -> Result<disk::Cleared> {
+        let target = self
+            .handoff
+            .plan
+            .target
+            .as_ref()
+            .ok_or_else(|| Error::Refused {
                 action: "install".into(),
                 guard: "target-disk",
-                detail: "the plan has no target disk (a stage-1 guard refused); way out: fix \
-                         the refusal `nixos-lift plan` reports and rerun stage 1"
+                detail: "the plan has no target disk (a stage-1 guard refused); way out: fix the \
+                     refusal `nixos-lift plan` reports and rerun stage 1"
                     .into(),
-            })
-        })?;
+            })?;
         self.begin(
-            "disk",
+            InstallPhase::Disk,
             &format!(
                 "finding the target disk (was {}, {} bytes)",
                 target.path, target.size_bytes
             ),
         );
-        let disks = crate::host::inspect(&SysRoot::new(&self.opts.root))
-            .map(|f| f.disks)
-            .map_err(|e| self.fail(e))?;
-        let cleared = disk::find_target(target, &disks).map_err(|e| self.fail(e))?;
+        let disks = crate::host::inspect(&SysRoot::new(&self.opts.root))?.disks;
+        let cleared = disk::find_target(target, &disks)?;
         self.line(&format!(
             "nixos-lift: target disk {} matched by {} ({})",
             cleared.disk.path,
             cleared.matched_by,
             cleared.device()
         ));
-        if self.stop_here("disk") {
-            return Ok(None);
-        }
+        Ok(cleared)
+    }
 
+    /// Writes the wrapper flake and builds the disko script; outside fleet mode it also
+    /// evaluates the whole system now, as an evaluation error must not cost the disk.
+    fn compose(&mut self, cleared: &disk::Cleared) -> Result<Composed> {
+        let plan = &self.handoff.plan;
         let fleet = plan.system.is_some();
         self.begin(
-            "compose",
+            InstallPhase::Compose,
             &if fleet {
                 format!(
                     "composing {} (fleet mode: disko only)",
@@ -240,8 +282,7 @@ impl Stage<'_> {
         );
         let flake_dir = self.work.join("flake");
         let nix_conf =
-            compose::write_nix_conf(&self.work.join("nix/nix.conf"), plan, &self.handoff.secrets)
-                .map_err(|e| self.fail(e))?;
+            compose::write_nix_conf(&self.work.join("nix/nix.conf"), plan, &self.handoff.secrets)?;
         let tools = Tools::new(self.log.clone(), Some(&nix_conf));
         let install_facts = InstallFacts {
             hostname: plan.hostname.clone(),
@@ -258,9 +299,8 @@ impl Stage<'_> {
             &self.handoff.network,
             &install_facts,
             &cleared.disk,
-        )
-        .and_then(|w| w.write(&flake_dir))
-        .map_err(|e| self.fail(e))?;
+        )?
+        .write(&flake_dir)?;
         if !fleet {
             if let Some(note) = memory::ensure_swap(&self.opts.root, &tools) {
                 self.line(&format!("nixos-lift: {note}"));
@@ -273,8 +313,7 @@ impl Stage<'_> {
                 &format!("nixosConfigurations.{}", nix_attr(&plan.flake.attr))
             )
         );
-        self.check_disko_devices(&tools, &config, &cleared)
-            .map_err(|e| self.fail(e))?;
+        self.check_disko_devices(&tools, &config, cleared)?;
         let disko_script = tools
             .run(
                 "nix",
@@ -284,101 +323,110 @@ impl Stage<'_> {
                     "--print-out-paths",
                     &format!("{config}.system.build.diskoScript"),
                 ],
-            )
-            .map(|out| out.trim().to_string())
-            .map_err(|e| self.fail(e))?;
+            )?
+            .trim()
+            .to_string();
         if !fleet {
-            // Evaluate the whole system now: an evaluation error must not cost the disk.
-            tools
-                .run(
-                    "nix",
-                    &[
-                        "eval",
-                        "--raw",
-                        &format!("{config}.system.build.toplevel.drvPath"),
-                    ],
-                )
-                .map_err(|e| self.fail(e))?;
+            tools.run(
+                "nix",
+                &[
+                    "eval",
+                    "--raw",
+                    &format!("{config}.system.build.toplevel.drvPath"),
+                ],
+            )?;
         }
-        if self.stop_here("compose") {
-            return Ok(None);
-        }
+        Ok(Composed {
+            tools,
+            flake_dir,
+            disko_script,
+        })
+    }
 
+    /// Runs the disko script: the first write to the target disk. Returns the mount point.
+    fn partition(&mut self, cleared: &disk::Cleared, composed: &Composed) -> Result<PathBuf> {
         self.begin(
-            "partition",
+            InstallPhase::Partition,
             &format!("partitioning {} (disko)", cleared.disk.path),
         );
-        tools.run(&disko_script, &[]).map_err(|e| self.fail(e))?;
+        composed.tools.run(&composed.disko_script, &[])?;
+        let mnt = self.opts.under_root("/mnt");
         std::fs::create_dir_all(&mnt)
-            .map_err(|e| self.fail(Error::io(format!("creating {}", mnt.display()), e)))?;
+            .map_err(|e| Error::io(format!("creating {}", mnt.display()), e))?;
+        Ok(mnt)
+    }
 
+    /// `nixos-install` of the flake, or, in fleet mode, of the prebuilt system copied from the
+    /// first substituter.
+    fn install(&mut self, composed: &Composed, mnt: &Path) -> Result<()> {
+        let plan = &self.handoff.plan;
         let mnt_s = mnt.display().to_string();
-        if let Some(system) = &plan.system {
+        let tools = &composed.tools;
+        let Some(system) = &plan.system else {
             self.begin(
-                "install",
-                &format!("installing the prebuilt system {system}"),
-            );
-            let from = plan.nix.substituters.first().ok_or_else(|| {
-                self.fail(Error::Refused {
-                    action: "install".into(),
-                    guard: "fleet-substituter",
-                    detail: "found `system` set and no substituter, needed a binary cache that \
-                             holds it; way out: add nix.substituters to the config"
-                        .into(),
-                })
-            })?;
-            let tmp = mnt.join("tmp");
-            std::fs::create_dir_all(&tmp)
-                .map_err(|e| self.fail(Error::io(format!("creating {}", tmp.display()), e)))?;
-            tools
-                .run(
-                    "nix",
-                    &[
-                        "copy",
-                        "--from",
-                        from,
-                        "--to",
-                        &format!("local?root={mnt_s}"),
-                        system,
-                    ],
-                )
-                .map_err(|e| self.fail(e))?;
-            tools
-                .run(
-                    "nixos-install",
-                    &[
-                        "--root",
-                        &mnt_s,
-                        "--system",
-                        system,
-                        "--no-root-passwd",
-                        "--no-channel-copy",
-                    ],
-                )
-                .map_err(|e| self.fail(e))?;
-        } else {
-            self.begin(
-                "install",
+                InstallPhase::Install,
                 &format!("installing {} (nixos-install)", plan.flake.attr),
             );
-            let flake = compose::flake_ref(&flake_dir, &plan.flake.attr);
-            tools
-                .run(
-                    "nixos-install",
-                    &[
-                        "--root",
-                        &mnt_s,
-                        "--flake",
-                        &flake,
-                        "--no-root-passwd",
-                        "--no-channel-copy",
-                    ],
-                )
-                .map_err(|e| self.fail(e))?;
-        }
-
+            let flake = compose::flake_ref(&composed.flake_dir, &plan.flake.attr);
+            tools.run(
+                "nixos-install",
+                &[
+                    "--root",
+                    &mnt_s,
+                    "--flake",
+                    &flake,
+                    "--no-root-passwd",
+                    "--no-channel-copy",
+                ],
+            )?;
+            return Ok(());
+        };
         self.begin(
-            "trail",
+            InstallPhase::Install,
+            &format!("installing the prebuilt system {system}"),
+        );
+        let from = plan
+            .nix
+            .substituters
+            .first()
+            .ok_or_else(|| Error::Refused {
+                action: "install".into(),
+                guard: "fleet-substituter",
+                detail: "found `system` set and no substituter, needed a binary cache that holds \
+                         it; way out: add nix.substituters to the config"
+                    .into(),
+            })?;
+        let tmp = mnt.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        tools.run(
+            "nix",
+            &[
+                "copy",
+                "--from",
+                from,
+                "--to",
+                &format!("local?root={mnt_s}"),
+                system,
+            ],
+        )?;
+        tools.run(
+            "nixos-install",
+            &[
+                "--root",
+                &mnt_s,
+                "--system",
+                system,
+                "--no-root-passwd",
+                "--no-channel-copy",
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn trail(&mut self, composed: &Composed, mnt: &Path) -> Result<()> {
+        self.begin(
+            InstallPhase::Trail,
             &format!(
                 "leaving a trail in {}",
                 mnt.join(trail::TRAIL_DIR).display()
@@ -391,40 +439,38 @@ impl Stage<'_> {
             .lock()
             .ok()
             .and_then(|l| l.path().map(Path::to_path_buf));
-        trail::write(&mnt, &flake_dir, plan, log_path.as_deref()).map_err(|e| self.fail(e))?;
+        trail::write(
+            mnt,
+            &composed.flake_dir,
+            &self.handoff.plan,
+            log_path.as_deref(),
+        )
+    }
 
+    /// The `done` event; the tools to reboot with when this run reboots.
+    fn finish(&mut self, cleared: &disk::Cleared, tools: Tools) -> Result<Option<Tools>> {
+        let plan = &self.handoff.plan;
         let reboot = plan.reboot && !self.opts.rehearsal() && self.opts.stop_after.is_none();
         if reboot {
-            self.begin("reboot", "rebooting into NixOS");
+            self.begin(InstallPhase::Reboot, "rebooting into NixOS");
         }
-        // The last event, so a webhook consumer can stop at `done`.
-        self.reporter.event(
-            "done",
-            PHASES.len() as u32,
-            PHASES.len() as u32,
-            Status::Done,
-            &format!(
-                "installed {} on {}{}",
-                plan.flake.reference,
-                cleared.disk.path,
-                if reboot {
-                    "; rebooting"
-                } else if plan.reboot {
-                    "; rehearsal, not rebooting"
-                } else {
-                    "; not rebooting (reboot: false)"
-                }
-            ),
-            None,
-        );
-        if reboot {
-            return Ok(Some(tools));
-        }
-        Ok(None)
+        self.phases.done(&format!(
+            "installed {} on {}{}",
+            plan.flake.reference,
+            cleared.disk.path,
+            if reboot {
+                "; rebooting"
+            } else if plan.reboot {
+                "; rehearsal, not rebooting"
+            } else {
+                "; not rebooting (reboot: false)"
+            }
+        ));
+        Ok(reboot.then_some(tools))
     }
 
     fn line(&mut self, line: &str) {
-        self.reporter.line(line);
+        self.phases.line(line);
     }
 
     /// The installer runs from RAM; a root on a disk means this is not the installer, and
@@ -462,6 +508,7 @@ impl Stage<'_> {
     }
 
     fn restore_network(&mut self) -> Result<()> {
+        self.begin(InstallPhase::Network, "restoring the network");
         let plans = network::plan_interfaces(&self.handoff.network);
         if self.opts.skip_network {
             self.line("nixos-lift: network left as it is (--skip-network)");
@@ -498,6 +545,8 @@ impl Stage<'_> {
                 names.join(" ")
             ));
         }
+        // Events held until now can reach the webhook.
+        self.phases.reporter.network_ready();
         Ok(())
     }
 
@@ -582,44 +631,34 @@ fn nix_attr(name: &str) -> String {
 }
 
 /// The failure banner: phase, reason, whether the disk was touched, the log's tail.
-fn banner(reporter: &mut Reporter, log: &SharedLog, failure: &Failure) {
-    let phase = PHASES
-        .get(failure.step.saturating_sub(1))
-        .copied()
-        .unwrap_or("handoff");
-    let first_write = PHASES.iter().position(|p| *p == FIRST_WRITE).unwrap_or(0) + 1;
+fn banner(phases: &mut Phases<InstallPhase>, log: &SharedLog, error: &Error) {
+    let phase = phases.current();
     let tail = log.tail();
-    let reason = failure.error.to_string();
-    reporter.event(
-        phase,
-        failure.step as u32,
-        PHASES.len() as u32,
-        Status::Failed,
-        &format!("stopped at {phase}"),
-        Some(&reason),
-    );
+    let reason = error.to_string();
+    phases.failed(&format!("stopped at {}", phase.name()), &reason);
     let rule = "nixos-lift: ================================================================";
-    reporter.line(rule);
-    reporter.line(&format!(
-        "nixos-lift: INSTALL FAILED in phase {phase} ({}/{})",
-        failure.step,
-        PHASES.len()
+    phases.line(rule);
+    phases.line(&format!(
+        "nixos-lift: INSTALL FAILED in phase {} ({}/{})",
+        phase.name(),
+        phase.step(),
+        InstallPhase::total()
     ));
-    reporter.line(&format!("nixos-lift: reason: {reason}"));
-    reporter.line(if failure.step < first_write {
-        "nixos-lift: the disk is untouched (stopped before partitioning): rebooting returns to \
-         the stock image"
-    } else {
+    phases.line(&format!("nixos-lift: reason: {reason}"));
+    phases.line(if phase.wrote_disk() {
         "nixos-lift: the disk was partitioned and is not bootable: do not reboot into it; \
          rerun the install after fixing the cause"
+    } else {
+        "nixos-lift: the disk is untouched (stopped before partitioning): rebooting returns to \
+         the stock image"
     });
-    reporter.line(
+    phases.line(
         "nixos-lift: the installer stays up (console and ssh with the authorized keys); the \
          full log is /run/nixos-lift/install.log",
     );
-    reporter.line(&format!("nixos-lift: last {} log lines:", tail.len()));
+    phases.line(&format!("nixos-lift: last {} log lines:", tail.len()));
     for line in tail {
-        reporter.line(&format!("nixos-lift: | {line}"));
+        phases.line(&format!("nixos-lift: | {line}"));
     }
-    reporter.line(rule);
+    phases.line(rule);
 }

@@ -9,10 +9,13 @@ use std::time::Duration;
 use crate::cli::{MetadataArgs, PlanArgs};
 use crate::config::ValidConfig;
 use crate::facts::Facts;
+use crate::fetch::extract::Installer;
 use crate::host::{self, SysRoot};
+use crate::phase::{Phase, Phases};
+use crate::plan::memory::MemoryPlan;
 use crate::plan::{plan_install, Plan, PlanEnv};
 use crate::provider::ProviderKind;
-use crate::report::{RemoteTargets, Reporter, Status};
+use crate::report::{RemoteTargets, Reporter};
 use crate::{detach, output, Error, Result};
 
 /// Reads what the plan needs besides facts: uid, hostname, IMA policy, existing keys.
@@ -222,8 +225,35 @@ fn started_by_cloud_init() -> bool {
     false
 }
 
-/// The phases of `run`, in order; `step` in its events is the 1-based position here.
-pub const PHASES: [&str; 5] = ["plan", "download", "handoff", "kexec", "jump"];
+/// Stage 1's phases, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPhase {
+    Plan,
+    Download,
+    Handoff,
+    Kexec,
+    Jump,
+}
+
+impl Phase for RunPhase {
+    const ALL: &'static [Self] = &[
+        Self::Plan,
+        Self::Download,
+        Self::Handoff,
+        Self::Kexec,
+        Self::Jump,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Plan => "plan",
+            Self::Download => "download",
+            Self::Handoff => "handoff",
+            Self::Kexec => "kexec",
+            Self::Jump => "jump",
+        }
+    }
+}
 
 /// How long stage 1 waits for its events to reach the webhook before it jumps or exits: a
 /// dead receiver must not hold the takeover up.
@@ -234,8 +264,11 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
     let config_path = std::fs::canonicalize(&args.config)
         .map_err(|e| Error::io(format!("reading {}", args.config.display()), e))?;
     let config = ValidConfig::load(&config_path)?;
-    let systemd = std::path::Path::new("/run/systemd/system").is_dir();
-    if systemd && std::env::var_os(detach::DETACHED_ENV).is_none() && started_by_cloud_init() {
+    let root = SysRoot::new("/");
+    if host::pid1_is_systemd(&root)
+        && std::env::var_os(detach::DETACHED_ENV).is_none()
+        && started_by_cloud_init()
+    {
         let exe =
             std::fs::read_link("/proc/self/exe").map_err(|e| Error::io("finding myself", e))?;
         let mut run_args = args.metadata.to_args();
@@ -266,210 +299,239 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
         ));
     }
 
-    let mut progress = Progress {
-        reporter: Reporter::new(1, Vec::new()).with_bare_log_lines(),
-        step: 0,
-    };
-    let result = takeover(&args, &config, &mut progress);
-    if let Err(err) = &result {
-        progress.failed(err);
+    let mut phases = Phases::new(Reporter::new(1, Vec::new()).with_bare_log_lines());
+    let result = Takeover {
+        args: &args,
+        config: &config,
+        root,
+        phases: &mut phases,
+        fetch_cpu: Duration::ZERO,
     }
-    progress.reporter.finish(REPORT_DRAIN);
+    .run();
+    if let Err(err) = &result {
+        let phase = phases.current().name();
+        phases.failed(
+            &format!("stage 1 stopped at {phase}; the machine still runs the stock image"),
+            &err.to_string(),
+        );
+    }
+    phases.reporter.finish(REPORT_DRAIN);
     result
 }
 
-/// Stage 1's progress events: one per phase, and `failed` naming the phase of any error.
-struct Progress {
-    reporter: Reporter,
-    step: usize,
+/// `run`'s phases after the lock, each returning what the next needs.
+struct Takeover<'a> {
+    args: &'a crate::cli::RunArgs,
+    config: &'a ValidConfig,
+    root: SysRoot,
+    phases: &'a mut Phases<RunPhase>,
+    /// CPU time the download took, kept apart in the resource line.
+    fetch_cpu: Duration,
 }
 
-impl Progress {
-    fn begin(&mut self, phase: &str, message: &str) {
-        self.step = self.reporter.begin(&PHASES, phase, message);
+/// What the plan phase prepared for the download: the run marker and the staging.
+struct Prepared {
+    marker: std::path::PathBuf,
+    attempts: u32,
+    memory: MemoryPlan,
+    watch: staging::MemWatch,
+    staged: staging::StagingDir,
+}
+
+impl Takeover<'_> {
+    fn run(&mut self) -> Result<()> {
+        let (facts, mut plan) = self.plan()?;
+        let prepared = self.prepare(&plan)?;
+        let installer = self.download(&mut plan, &prepared)?;
+        let systemd = facts.host.systemd;
+        self.handoff(facts, plan, &installer)?;
+        if self.args.rehearse {
+            return self.rehearsal_done(&installer, prepared);
+        }
+        self.load(&installer, prepared)?;
+        self.phases
+            .begin(RunPhase::Jump, "jumping into the installer");
+        // Bounded: the events so far reach the webhook, or the jump goes on without them.
+        self.phases.reporter.flush(REPORT_DRAIN);
+        crate::kexec::jump(systemd)
     }
 
-    /// The remote targets are known once the plan names the cloud (GCP's guest attribute);
-    /// without a plan, the webhook alone.
-    fn start_remote(&mut self, config: &ValidConfig, metadata: &MetadataArgs, plan: Option<&Plan>) {
+    /// Facts, cloud and plan; the remote targets are known once the plan names the cloud.
+    fn plan(&mut self) -> Result<(Facts, Plan)> {
+        self.phases.begin(
+            RunPhase::Plan,
+            "identifying this machine and its cloud, and checking the guards",
+        );
+        let planned = make_plan(&self.root, self.config, &self.args.metadata);
+        let plan = planned.as_ref().ok().map(|(_, plan)| plan);
         if let Some(plan) = plan {
-            self.reporter
+            self.phases
+                .reporter
                 .set_identity(plan.instance_id.clone(), Some(plan.hostname.clone()));
         }
-        self.reporter.start_remote(RemoteTargets {
-            webhook_url: config
-                .report
-                .webhook_url
-                .as_ref()
-                .map(|u| u.as_str().to_string()),
-            webhook_token: config
-                .report
-                .webhook_token
-                .as_ref()
-                .map(|t| t.expose().to_string()),
-            gcp_metadata_base: plan
-                .is_some_and(|p| p.provider == ProviderKind::Gcp)
-                .then(|| {
-                    metadata.metadata_base.as_ref().map_or_else(
-                        || crate::report::GCP_METADATA_BASE.to_string(),
-                        |base| base.to_string(),
-                    )
-                }),
-        });
+        self.phases
+            .reporter
+            .start_remote(remote_targets(self.config, &self.args.metadata, plan));
         // The stock image's network is up.
-        self.reporter.network_ready();
+        self.phases.reporter.network_ready();
+        let (facts, plan) = planned?;
+        match refusal(&plan) {
+            Some(err) => Err(err),
+            None => Ok((facts, plan)),
+        }
     }
 
-    fn failed(&mut self, err: &Error) {
-        let step = self.step.max(1);
-        let phase = PHASES.get(step - 1).copied().unwrap_or("plan");
-        self.reporter.event(
-            phase,
-            step as u32,
-            PHASES.len() as u32,
-            Status::Failed,
-            &format!("stage 1 stopped at {phase}; the machine still runs the stock image"),
-            Some(&err.to_string()),
+    /// The run marker's guard, then the staging the memory plan chose.
+    fn prepare(&self, plan: &Plan) -> Result<Prepared> {
+        let id = plan.instance_id.as_deref().unwrap_or("unknown-instance");
+        let marker = std::path::Path::new(staging::MARKER_DIR).join(format!("{id}.kexec"));
+        let attempts: u32 = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("attempts=")?.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        if attempts > 0 && !self.args.force {
+            return Err(Error::Refused {
+                action: "kexec".into(),
+                guard: "run-marker",
+                detail: format!(
+                    "found {} (attempts={attempts}): this instance already kexec'd into the \
+                     installer and came back; needed no marker; way out: read the installer's \
+                     console log, then rerun with --force",
+                    marker.display()
+                ),
+            });
+        }
+        let memory = plan.memory.clone().ok_or_else(|| {
+            Error::Other("the plan has no memory figures (a plan from another agent?)".into())
+        })?;
+        let staging = memory.staging.ok_or_else(|| {
+            Error::Other("the memory guard passed with nowhere to stage the installer".into())
+        })?;
+        let watch = staging::MemWatch::start();
+        let staged = staging::StagingDir::prepare(staging)?;
+        Ok(Prepared {
+            marker,
+            attempts,
+            memory,
+            watch,
+            staged,
+        })
+    }
+
+    /// Downloads, verifies and unpacks the installer into the staging; records its command line.
+    fn download(&mut self, plan: &mut Plan, prepared: &Prepared) -> Result<Installer> {
+        self.phases.begin(
+            RunPhase::Download,
+            &format!(
+                "downloading and verifying the installer {}",
+                plan.installer.url
+            ),
         );
+        let before_fetch = usage();
+        let installer = crate::fetch::fetch_installer(
+            &plan.installer.url,
+            plan.installer.sha256.as_deref(),
+            &prepared.staged.path().join("installer"),
+            crate::fetch::DEFAULT_MAX_BYTES,
+        )?
+        .installer;
+        self.fetch_cpu = usage().0.saturating_sub(before_fetch.0);
+        crate::fetch::extract::check_kernel(&installer.kernel, &plan.arch)?;
+        // An installer without stage 2 would boot and sit there: nothing would install.
+        crate::fetch::extract::require_stage2(&installer)?;
+        tracing::info!(
+            layout = installer.layout,
+            "installer unpacked; kernel command line: {}",
+            installer.cmdline
+        );
+        plan.kernel_cmdline = Some(installer.cmdline.clone());
+        Ok(installer)
+    }
+
+    /// Appends the handoff (plan, facts, network, keys, this agent) to the installer's initrd.
+    fn handoff(&mut self, facts: Facts, plan: Plan, installer: &Installer) -> Result<()> {
+        self.phases.begin(
+            RunPhase::Handoff,
+            &format!(
+                "building the handoff for {} (target disk {})",
+                plan.hostname,
+                plan.target.as_ref().map_or("none", |t| t.path.as_str())
+            ),
+        );
+        let payload = build_payload(&self.root, self.config, facts, plan)?;
+        let started = std::time::Instant::now();
+        let initrd_bytes = crate::handoff::payload::append_handoff(&installer.initrd, &payload)?;
+        tracing::info!(
+            initrd_bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "handoff appended to the installer's initrd"
+        );
+        Ok(())
+    }
+
+    /// `--rehearse`: everything up to the kexec load, and the staging kept for a look.
+    fn rehearsal_done(&mut self, installer: &Installer, prepared: Prepared) -> Result<()> {
+        log_usage(self.fetch_cpu, &prepared.watch, &prepared.memory);
+        let initrd = installer.initrd.display();
+        tracing::info!("rehearsal: stopping before the kexec load; {initrd} is ready");
+        self.phases.done(&format!(
+            "rehearsal: {initrd} is ready; stopped before the kexec load"
+        ));
+        prepared.staged.keep();
+        Ok(())
+    }
+
+    /// Loads the installer kernel; from here the kernel holds its own copy of the initrd.
+    fn load(&mut self, installer: &Installer, prepared: Prepared) -> Result<()> {
+        self.phases
+            .begin(RunPhase::Kexec, "loading the installer kernel (kexec)");
+        check_load_memory(installer, &prepared.memory)?;
+        let append = |record: &crate::handoff::payload::KexecRecord| -> Result<()> {
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&installer.initrd)
+                .map_err(|e| Error::io("appending the kexec record", e))?;
+            crate::handoff::payload::write_kexec_override(record, file)
+        };
+        let method = crate::kexec::load(installer, &installer.initrd, &append)?;
+        tracing::info!(?method, "kexec loaded");
+        // The kernel holds its own copy now: the staging (and its tmpfs) goes before the jump.
+        drop(prepared.staged);
+        write_marker(&prepared.marker, prepared.attempts + 1)?;
+        log_usage(self.fetch_cpu, &prepared.watch, &prepared.memory);
+        Ok(())
     }
 }
 
-/// `run`'s phases after the lock: plan, download, handoff, kexec load, jump.
-fn takeover(
-    args: &crate::cli::RunArgs,
+/// The webhook from the config, and GCP's guest attribute once the plan names GCP.
+fn remote_targets(
     config: &ValidConfig,
-    progress: &mut Progress,
-) -> Result<()> {
-    let root = SysRoot::new("/");
-    progress.begin(
-        "plan",
-        "identifying this machine and its cloud, and checking the guards",
-    );
-    let planned = make_plan(&root, config, &args.metadata);
-    progress.start_remote(
-        config,
-        &args.metadata,
-        planned.as_ref().ok().map(|(_, plan)| plan),
-    );
-    let (facts, mut plan) = planned?;
-    if let Some(err) = refusal(&plan) {
-        return Err(err);
+    metadata: &MetadataArgs,
+    plan: Option<&Plan>,
+) -> RemoteTargets {
+    RemoteTargets {
+        webhook_url: config
+            .report
+            .webhook_url
+            .as_ref()
+            .map(|u| u.as_str().to_string()),
+        webhook_token: config
+            .report
+            .webhook_token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+        gcp_metadata_base: plan
+            .is_some_and(|p| p.provider == ProviderKind::Gcp)
+            .then(|| {
+                metadata.metadata_base.as_ref().map_or_else(
+                    || crate::report::GCP_METADATA_BASE.to_string(),
+                    |base| base.to_string(),
+                )
+            }),
     }
-    let id = plan
-        .instance_id
-        .clone()
-        .unwrap_or_else(|| "unknown-instance".into());
-    let marker = std::path::Path::new(staging::MARKER_DIR).join(format!("{id}.kexec"));
-    let attempts: u32 = std::fs::read_to_string(&marker)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("attempts=")?.trim().parse().ok())
-        })
-        .unwrap_or(0);
-    if attempts > 0 && !args.force {
-        return Err(Error::Refused {
-            action: "kexec".into(),
-            guard: "run-marker",
-            detail: format!(
-                "found {} (attempts={attempts}): this instance already kexec'd into the installer \
-                 and came back; needed no marker; way out: read the installer's console log, then \
-                 rerun with --force",
-                marker.display()
-            ),
-        });
-    }
-    let memory = plan.memory.clone().ok_or_else(|| {
-        Error::Other("the plan has no memory figures (a plan from another agent?)".into())
-    })?;
-    let staging = memory.staging.ok_or_else(|| {
-        Error::Other("the memory guard passed with nowhere to stage the installer".into())
-    })?;
-    let watch = staging::MemWatch::start();
-    let staged = staging::StagingDir::prepare(staging)?;
-
-    progress.begin(
-        "download",
-        &format!(
-            "downloading and verifying the installer {}",
-            plan.installer.url
-        ),
-    );
-    let before_fetch = usage();
-    let installer = crate::fetch::fetch_installer(
-        &plan.installer.url,
-        plan.installer.sha256.as_deref(),
-        &staged.path().join("installer"),
-        crate::fetch::DEFAULT_MAX_BYTES,
-    )?
-    .installer;
-    let fetch_cpu = usage().0.saturating_sub(before_fetch.0);
-    crate::fetch::extract::check_kernel(&installer.kernel, &plan.arch)?;
-    // An installer without stage 2 would boot and sit there: nothing would install.
-    crate::fetch::extract::require_stage2(&installer)?;
-    tracing::info!(
-        layout = installer.layout,
-        "installer unpacked; kernel command line: {}",
-        installer.cmdline
-    );
-    plan.kernel_cmdline = Some(installer.cmdline.clone());
-
-    progress.begin(
-        "handoff",
-        &format!(
-            "building the handoff for {} (target disk {})",
-            plan.hostname,
-            plan.target.as_ref().map_or("none", |t| t.path.as_str())
-        ),
-    );
-    let payload = build_payload(&root, config, facts, plan)?;
-    let started = std::time::Instant::now();
-    let initrd_bytes = crate::handoff::payload::append_handoff(&installer.initrd, &payload)?;
-    tracing::info!(
-        initrd_bytes,
-        ms = started.elapsed().as_millis() as u64,
-        "handoff appended to the installer's initrd"
-    );
-
-    if args.rehearse {
-        log_usage(fetch_cpu, &watch, &memory);
-        tracing::info!(
-            "rehearsal: stopping before the kexec load; {} is ready",
-            installer.initrd.display()
-        );
-        progress.reporter.event(
-            "done",
-            progress.step as u32,
-            PHASES.len() as u32,
-            Status::Done,
-            &format!(
-                "rehearsal: {} is ready; stopped before the kexec load",
-                installer.initrd.display()
-            ),
-            None,
-        );
-        staged.keep();
-        return Ok(());
-    }
-    progress.begin("kexec", "loading the installer kernel (kexec)");
-    check_load_memory(&installer, &memory)?;
-    let append = |record: &crate::handoff::payload::KexecRecord| -> Result<()> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&installer.initrd)
-            .map_err(|e| Error::io("appending the kexec record", e))?;
-        crate::handoff::payload::write_kexec_override(record, file)
-    };
-    let method = crate::kexec::load(&installer, &installer.initrd, &append)?;
-    tracing::info!(?method, "kexec loaded");
-    // The kernel holds its own copy now.
-    staged.release_after_load();
-    write_marker(&marker, attempts + 1)?;
-    log_usage(fetch_cpu, &watch, &memory);
-    progress.begin("jump", "jumping into the installer");
-    // Bounded: the events so far reach the webhook, or the jump goes on without them.
-    progress.reporter.flush(REPORT_DRAIN);
-    crate::kexec::jump(facts_systemd())
 }
 
 /// The last look before the kexec load, with the real sizes: the load needs the initrd twice
@@ -543,10 +605,6 @@ fn log_usage(
         cpu.as_millis(),
         peak_rss_kib
     );
-}
-
-fn facts_systemd() -> bool {
-    std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
 }
 
 fn write_marker(marker: &std::path::Path, attempts: u32) -> Result<()> {

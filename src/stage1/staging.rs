@@ -106,12 +106,6 @@ impl StagingDir {
     pub fn keep(mut self) {
         self.keep = true;
     }
-
-    /// Deletes the staged files once the kernel holds its own copy of the installer, so the
-    /// RAM they took (tmpfs) or their page cache is free for the jump.
-    pub fn release_after_load(&self) {
-        clear_dir(&self.dir);
-    }
 }
 
 impl Drop for StagingDir {
