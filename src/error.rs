@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::refusal::Refusal;
+
 /// Exit codes, documented in the README. Mapped once, in `main`.
 pub mod exit {
     pub const OK: u8 = 0;
@@ -24,20 +26,21 @@ pub enum Error {
     /// A config file problem, located: `file:line:column: key: expected`.
     #[error(transparent)]
     ConfigFile(#[from] crate::config::ConfigError),
-    /// One or more stage-1 guards refused; each entry names the guard, found, needed, way out.
-    #[error("refusing to {action}: {}", .refusals.join("; "))]
+    /// One or more plan guards refused.
+    #[error("refusing to {action}: {}", .refusals.iter().map(ToString::to_string)
+        .collect::<Vec<_>>().join("; "))]
     Guards {
-        action: String,
-        refusals: Vec<String>,
+        action: &'static str,
+        refusals: Vec<Refusal>,
     },
     /// A download whose sha256 is not the pinned one.
     #[error("{0}")]
     Verification(String),
-    #[error("refusing to {action}: {guard}: {detail}")]
+    /// A guard refused an irreversible step at run time.
+    #[error("refusing to {action}: {refusal}")]
     Refused {
-        action: String,
-        guard: &'static str,
-        detail: String,
+        action: &'static str,
+        refusal: Refusal,
     },
     /// A bad combination of arguments that clap cannot see; exits like a clap error.
     #[error("{0}")]
@@ -80,12 +83,17 @@ impl Error {
         }
     }
 
+    /// `action` refused by one guard.
+    pub fn refused(action: &'static str, refusal: Refusal) -> Self {
+        Self::Refused { action, refusal }
+    }
+
     /// A short stable code for status reports and tests.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Io { .. } => "io",
             Self::Config { .. } | Self::ConfigFile(_) => "config",
-            Self::Refused { guard, .. } => guard,
+            Self::Refused { refusal, .. } => refusal.guard.as_str(),
             Self::Guards { .. } => "guard-refused",
             Self::Verification(_) => "sha256-mismatch",
             Self::Usage(_) => "usage",

@@ -20,6 +20,7 @@ pub mod output;
 pub mod phase;
 pub mod plan;
 pub mod provider;
+pub mod refusal;
 pub mod report;
 pub mod sshkey;
 pub mod stage1;

@@ -646,7 +646,10 @@ fn a_missing_or_corrupt_handoff_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(10));
     let console = r.console();
-    assert!(console.contains("secrets.json is corrupt"), "{console}");
+    assert!(
+        console.contains("handoff: found a corrupt ") && console.contains("/secrets.json (Syntax"),
+        "{console}"
+    );
     assert!(
         !console.contains(GIT_TOKEN) && !String::from_utf8_lossy(&out.stderr).contains(GIT_TOKEN)
     );

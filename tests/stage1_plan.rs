@@ -50,7 +50,10 @@ fn plan_as_written(fixture: &str, extra: &str) -> (Option<i32>, Plan) {
 }
 
 fn guard<'a>(plan: &'a Plan, name: &str) -> &'a nixos_lift::plan::GuardResult {
-    plan.guards.iter().find(|g| g.name == name).unwrap()
+    plan.guards
+        .iter()
+        .find(|g| g.name.as_str() == name)
+        .unwrap()
 }
 
 /// The exit code the plan implies; the uid guard depends on who runs the tests.

@@ -12,6 +12,7 @@ use flate2::bufread::MultiGzDecoder;
 use serde::Deserialize;
 
 use crate::handoff::MANIFEST_FILE;
+use crate::refusal::{Guard, Refusal};
 use crate::{Error, Result};
 
 /// The directory both layouts keep everything in. Only regular files under it are written while
@@ -68,18 +69,20 @@ pub fn require_stage2(installer: &Installer) -> Result<()> {
     if installer.has_stage2() {
         return Ok(());
     }
-    Err(Error::Refused {
-        action: "kexec".into(),
-        guard: "installer-stage2",
-        detail: format!(
-            "found nixos-images' upstream kexec layout (kexec/run, no {MANIFEST_FILE}), which \
-             would boot `{}` but has no nixos-lift stage 2, so nothing would install; needed \
-             nixos-lift's installer ({MANIFEST_FILE} and its stage-2 service); way out: use the \
-             installer released with nixos-lift (leave installer.url unset) or build one with \
-             `nix build .#installer`",
-            installer.cmdline
+    Err(Error::refused(
+        "kexec",
+        Refusal::new(
+            Guard::InstallerStage2,
+            format!(
+                "nixos-images' upstream kexec layout (kexec/run, no {MANIFEST_FILE}), which \
+                 would boot `{}` but has no nixos-lift stage 2, so nothing would install",
+                installer.cmdline
+            ),
+            format!("nixos-lift's installer ({MANIFEST_FILE} and its stage-2 service)"),
+            "use the installer released with nixos-lift (leave installer.url unset) or build \
+             one with `nix build .#installer`",
         ),
-    })
+    ))
 }
 
 /// Unpacks the gzip'd tar read from `input` into `dir`: regular files under `kexec/` whose
@@ -650,15 +653,18 @@ pub fn check_kernel(kernel: &Path, arch: &str) -> Result<()> {
         Some(kind) => format!("a kernel compressed with {kind}"),
         None => "no arm64 Image header (no ARM\\x64 magic at offset 0x38)".to_string(),
     };
-    Err(Error::Refused {
-        action: "kexec".into(),
-        guard: "arm64-image",
-        detail: format!(
-            "found {found} in {}; needed an uncompressed arm64 Image; way out: build the \
-             installer tarball with the kernel's Image, not Image.gz or vmlinuz.efi",
-            kernel.file_name().unwrap_or_default().to_string_lossy()
+    Err(Error::refused(
+        "kexec",
+        Refusal::new(
+            Guard::Arm64Image,
+            format!(
+                "{found} in {}",
+                kernel.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            "an uncompressed arm64 Image",
+            "build the installer tarball with the kernel's Image, not Image.gz or vmlinuz.efi",
         ),
-    })
+    ))
 }
 
 /// The compression a kernel file starts with, by its magic bytes.
@@ -861,7 +867,7 @@ nohup sh -c "sleep 6 && '$SCRIPT_DIR/kexec' -e ${{kexec_extra_flags}}" &
             format!(
                 "refusing to kexec: installer-stage2: found nixos-images' upstream kexec layout \
                  (kexec/run, no kexec/manifest.json), which would boot `{INIT} \
-                 console=ttyS0,115200` but has no nixos-lift stage 2, so nothing would install; \
+                 console=ttyS0,115200` but has no nixos-lift stage 2, so nothing would install, \
                  needed nixos-lift's installer (kexec/manifest.json and its stage-2 service); way \
                  out: use the installer released with nixos-lift (leave installer.url unset) or \
                  build one with `nix build .#installer`"

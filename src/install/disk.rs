@@ -6,6 +6,7 @@
 
 use crate::facts::Disk;
 use crate::plan::TargetDisk;
+use crate::refusal::{Guard, Refusal};
 use crate::{Error, Result};
 
 /// The disk stage 2 may wipe, and how it was recognised.
@@ -30,22 +31,18 @@ pub fn find_target(target: &TargetDisk, disks: &[Disk]) -> Result<Cleared> {
     let disk = match candidates.as_slice() {
         [] => {
             return Err(refused(
-                "target-disk-missing",
-                format!(
-                    "found no disk with {} among [{}]; needed exactly one; way out: attach the \
-                     disk stage 1 planned for, or rerun stage 1 to plan again",
-                    identity(target),
-                    names(disks)
-                ),
+                Guard::TargetDiskMissing,
+                format!("no disk with {} among [{}]", identity(target), names(disks)),
+                "exactly one",
+                "attach the disk stage 1 planned for, or rerun stage 1 to plan again",
             ))
         }
         [one] => *one,
         many => {
             return Err(refused(
-                "target-disk-ambiguous",
+                Guard::TargetDiskAmbiguous,
                 format!(
-                    "found {} disks matching {}: {}; needed exactly one; way out: detach the \
-                     duplicates or set a serial/WWN on the target disk",
+                    "{} disks matching {}: {}",
                     many.len(),
                     identity(target),
                     many.iter()
@@ -53,17 +50,20 @@ pub fn find_target(target: &TargetDisk, disks: &[Disk]) -> Result<Cleared> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
+                "exactly one",
+                "detach the duplicates or set a serial/WWN on the target disk",
             ))
         }
     };
     if disk.size_bytes != target.size_bytes {
         return Err(refused(
-            "target-disk-size",
+            Guard::TargetDiskSize,
             format!(
-                "{} (matched by {matched_by}) has {} bytes, needed the {} bytes stage 1 \
-                 recorded; way out: this is not the planned disk, rerun stage 1",
-                disk.path, disk.size_bytes, target.size_bytes
+                "{} (matched by {matched_by}) with {} bytes",
+                disk.path, disk.size_bytes
             ),
+            format!("the {} bytes stage 1 recorded", target.size_bytes),
+            "this is not the planned disk, rerun stage 1",
         ));
     }
     check_unused(disk)?;
@@ -168,12 +168,11 @@ fn check_unused(disk: &Disk) -> Result<()> {
         return Ok(());
     }
     Err(refused(
-        "target-disk-busy",
-        format!(
-            "found {}; needed a disk nothing uses; way out: unmount, swapoff or remove the \
-             holders (dmsetup remove, mdadm --stop, vgchange -an), then rerun `nixos-lift install`",
-            busy.join("; ")
-        ),
+        Guard::TargetDiskBusy,
+        busy.join("; "),
+        "a disk nothing uses",
+        "unmount, swapoff or remove the holders (dmsetup remove, mdadm --stop, vgchange -an), \
+         then rerun `nixos-lift install`",
     ))
 }
 
@@ -209,12 +208,13 @@ fn names(disks: &[Disk]) -> String {
         .join(", ")
 }
 
-fn refused(guard: &'static str, detail: String) -> Error {
-    Error::Refused {
-        action: "partition".into(),
-        guard,
-        detail,
-    }
+fn refused(
+    guard: Guard,
+    found: impl Into<String>,
+    needed: impl Into<String>,
+    way_out: &str,
+) -> Error {
+    Error::refused("partition", Refusal::new(guard, found, needed, way_out))
 }
 
 #[cfg(test)]
@@ -253,7 +253,7 @@ mod tests {
 
     fn guard_of(err: Error) -> &'static str {
         match err {
-            Error::Refused { guard, .. } => guard,
+            Error::Refused { refusal, .. } => refusal.guard.as_str(),
             other => panic!("expected a refusal, got {other}"),
         }
     }

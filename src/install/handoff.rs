@@ -10,6 +10,7 @@ use crate::handoff::{
     SECRETS_FILE,
 };
 use crate::plan::{Plan, PLAN_VERSION};
+use crate::refusal::{Guard, Refusal};
 use crate::{Error, Result};
 
 /// Everything stage 2 needs from stage 1.
@@ -28,16 +29,12 @@ impl Handoff {
     /// Reads `dir`. `plan.json` and `facts.json` are required; the others default to empty.
     pub fn read(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::Refused {
-                action: "install".into(),
-                guard: "handoff",
-                detail: format!(
-                    "found no handoff directory at {}, needed the one stage 1 appends to the \
-                     installer's initrd; way out: start the installer with `nixos-lift run`, or \
-                     pass --handoff DIR",
-                    dir.display()
-                ),
-            });
+            return Err(refused(
+                Guard::Handoff,
+                format!("no handoff directory at {}", dir.display()),
+                "the one stage 1 appends to the installer's initrd",
+                "start the installer with `nixos-lift run`, or pass --handoff DIR",
+            ));
         }
         let plan: Plan = read_json(&dir.join(PLAN_FILE))?;
         if plan.version != PLAN_VERSION {
@@ -79,25 +76,26 @@ impl Handoff {
 }
 
 fn version_refusal(file: &str, found: u32, needed: u32) -> Error {
-    Error::Refused {
-        action: "install".into(),
-        guard: "handoff-version",
-        detail: format!(
-            "{file} has schema version {found}, needed {needed}; way out: use the same \
-             nixos-lift release for stage 1 and the installer"
-        ),
-    }
+    refused(
+        Guard::HandoffVersion,
+        format!("{file} with schema version {found}"),
+        format!("version {needed}"),
+        "use the same nixos-lift release for stage 1 and the installer",
+    )
+}
+
+fn refused(guard: Guard, found: String, needed: impl Into<String>, way_out: &str) -> Error {
+    Error::refused("install", Refusal::new(guard, found, needed, way_out))
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    read_optional(path)?.ok_or_else(|| Error::Refused {
-        action: "install".into(),
-        guard: "handoff",
-        detail: format!(
-            "found no {}, needed the file stage 1 writes; way out: rerun `nixos-lift run` in \
-             the stock image",
-            path.display()
-        ),
+    read_optional(path)?.ok_or_else(|| {
+        refused(
+            Guard::Handoff,
+            format!("no {}", path.display()),
+            "the file stage 1 writes",
+            "rerun `nixos-lift run` in the stock image",
+        )
     })
 }
 
@@ -110,18 +108,18 @@ fn read_optional<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     };
     // Only the error's class and position: serde's message can quote a value, and
     // secrets.json holds tokens.
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Refused {
-            action: "install".into(),
-            guard: "handoff",
-            detail: format!(
-                "{} is corrupt ({:?} error at line {} column {}); needed the JSON stage 1 writes; \
-             way out: rerun `nixos-lift run` in the stock image",
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        refused(
+            Guard::Handoff,
+            format!(
+                "a corrupt {} ({:?} error at line {} column {})",
                 path.display(),
                 e.classify(),
                 e.line(),
                 e.column()
             ),
-        })
+            "the JSON stage 1 writes",
+            "rerun `nixos-lift run` in the stock image",
+        )
+    })
 }

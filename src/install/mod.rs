@@ -21,6 +21,7 @@ use std::time::Duration;
 use crate::host::SysRoot;
 use crate::phase::{Phase, Phases};
 use crate::provider::ProviderKind;
+use crate::refusal::{Guard, Refusal};
 use crate::report::{DeviceSink, LineSink, RemoteTargets, Reporter};
 use crate::{Error, Result};
 
@@ -231,18 +232,17 @@ impl Stage<'_> {
     }
 
     fn find_disk(&mut self) -> Result<disk::Cleared> {
-        let target = self
-            .handoff
-            .plan
-            .target
-            .as_ref()
-            .ok_or_else(|| Error::Refused {
-                action: "install".into(),
-                guard: "target-disk",
-                detail: "the plan has no target disk (a stage-1 guard refused); way out: fix the \
-                     refusal `nixos-lift plan` reports and rerun stage 1"
-                    .into(),
-            })?;
+        let target = self.handoff.plan.target.as_ref().ok_or_else(|| {
+            Error::refused(
+                "install",
+                Refusal::new(
+                    Guard::TargetDisk,
+                    "a plan without a target disk (a stage-1 guard refused)",
+                    "the disk stage 1 chose",
+                    "fix the refusal `nixos-lift plan` reports and rerun stage 1",
+                ),
+            )
+        })?;
         self.begin(
             InstallPhase::Disk,
             &format!(
@@ -385,17 +385,17 @@ impl Stage<'_> {
             InstallPhase::Install,
             &format!("installing the prebuilt system {system}"),
         );
-        let from = plan
-            .nix
-            .substituters
-            .first()
-            .ok_or_else(|| Error::Refused {
-                action: "install".into(),
-                guard: "fleet-substituter",
-                detail: "found `system` set and no substituter, needed a binary cache that holds \
-                         it; way out: add nix.substituters to the config"
-                    .into(),
-            })?;
+        let from = plan.nix.substituters.first().ok_or_else(|| {
+            Error::refused(
+                "install",
+                Refusal::new(
+                    Guard::FleetSubstituter,
+                    "`system` set and no substituter",
+                    "a binary cache that holds it",
+                    "add nix.substituters to the config",
+                ),
+            )
+        })?;
         let tmp = mnt.join("tmp");
         std::fs::create_dir_all(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
@@ -491,20 +491,23 @@ impl Stage<'_> {
         if ["rootfs", "tmpfs", "ramfs"].contains(&root_fs.as_str()) {
             return Ok(());
         }
-        Err(Error::Refused {
-            action: "install".into(),
-            guard: "installer-environment",
-            detail: format!(
-                "found / on {}, needed the RAM-only installer (rootfs, tmpfs or ramfs); way \
-                 out: `nixos-lift install` runs inside the installer stage 1 kexecs into, use \
+        Err(Error::refused(
+            "install",
+            Refusal::new(
+                Guard::InstallerEnvironment,
+                format!(
+                    "/ on {}",
+                    if root_fs.is_empty() {
+                        "an unknown filesystem"
+                    } else {
+                        &root_fs
+                    }
+                ),
+                "the RAM-only installer (rootfs, tmpfs or ramfs)",
+                "`nixos-lift install` runs inside the installer stage 1 kexecs into, use \
                  `nixos-lift run` on the stock image",
-                if root_fs.is_empty() {
-                    "an unknown filesystem"
-                } else {
-                    &root_fs
-                }
             ),
-        })
+        ))
     }
 
     fn restore_network(&mut self) -> Result<()> {
@@ -570,14 +573,16 @@ impl Stage<'_> {
         let devices: std::collections::BTreeMap<String, String> = serde_json::from_str(&out)
             .map_err(|e| Error::Other(format!("reading the disko layout's devices: {e}")))?;
         if devices.is_empty() {
-            return Err(Error::Refused {
-                action: "partition".into(),
-                guard: "disko-layout",
-                detail: "found no disko.devices.disk in the configuration, needed a disko layout \
-                         for the target disk; way out: import disko and a layout (nixos-lift's \
-                         disk-basic module) in the flake's configuration"
-                    .into(),
-            });
+            return Err(Error::refused(
+                "partition",
+                Refusal::new(
+                    Guard::DiskoLayout,
+                    "no disko.devices.disk in the configuration",
+                    "a disko layout for the target disk",
+                    "import disko and a layout (nixos-lift's disk-basic module) in the flake's \
+                     configuration",
+                ),
+            ));
         }
         let sys = SysRoot::new(&self.opts.root);
         let resolve = |p: &str| std::fs::canonicalize(sys.join(p)).ok();
@@ -592,18 +597,20 @@ impl Stage<'_> {
             .map(|(name, dev)| format!("{name}={dev}"))
             .collect();
         if !others.is_empty() {
-            return Err(Error::Refused {
-                action: "partition".into(),
-                guard: "disko-devices",
-                detail: format!(
-                    "the layout names {}, needed only the target {} ({}); way out: set \
-                     disko.devices.disk.<name>.device from nixos-lift's facts or use a \
+            return Err(Error::refused(
+                "partition",
+                Refusal::new(
+                    Guard::DiskoDevices,
+                    format!("a layout that names {}", others.join(", ")),
+                    format!(
+                        "only the target {} ({})",
+                        cleared.disk.path,
+                        cleared.device()
+                    ),
+                    "set disko.devices.disk.<name>.device from nixos-lift's facts or use a \
                      single-disk layout",
-                    others.join(", "),
-                    cleared.disk.path,
-                    cleared.device()
                 ),
-            });
+            ));
         }
         self.line(&format!(
             "nixos-lift: disko layout targets only {} ({})",

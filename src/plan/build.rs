@@ -84,7 +84,7 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         },
         Err(e) => {
             guards.push(GuardResult {
-                name: "flake-reference".into(),
+                name: crate::refusal::Guard::FlakeReference,
                 ok: false,
                 found: e.to_string(),
                 needed: "placeholders that resolve to [A-Za-z0-9._-]".into(),

@@ -5,13 +5,14 @@ use std::net::IpAddr;
 
 use super::GuardResult;
 use crate::facts::{Facts, HostFacts};
+use crate::refusal::Guard;
 
 /// Architectures with an installer.
 pub const SUPPORTED_ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 
-fn ok(name: &str, found: impl Into<String>, needed: impl Into<String>) -> GuardResult {
+fn ok(name: Guard, found: impl Into<String>, needed: impl Into<String>) -> GuardResult {
     GuardResult {
-        name: name.into(),
+        name,
         ok: true,
         found: found.into(),
         needed: needed.into(),
@@ -20,7 +21,7 @@ fn ok(name: &str, found: impl Into<String>, needed: impl Into<String>) -> GuardR
 }
 
 fn check(
-    name: &str,
+    name: Guard,
     pass: bool,
     found: impl Into<String>,
     needed: impl Into<String>,
@@ -36,7 +37,7 @@ fn check(
 
 pub fn root(euid: u32) -> GuardResult {
     check(
-        "root",
+        Guard::Root,
         euid == 0,
         format!("uid {euid}"),
         "uid 0 (root)",
@@ -46,7 +47,7 @@ pub fn root(euid: u32) -> GuardResult {
 
 pub fn arch(host: &HostFacts) -> GuardResult {
     check(
-        "arch",
+        Guard::Arch,
         SUPPORTED_ARCHES.contains(&host.arch.as_str()),
         host.arch.clone(),
         SUPPORTED_ARCHES.join(" or "),
@@ -56,7 +57,7 @@ pub fn arch(host: &HostFacts) -> GuardResult {
 
 pub fn not_container(host: &HostFacts) -> GuardResult {
     check(
-        "not-container",
+        Guard::NotContainer,
         host.container.is_none(),
         host.container.clone().unwrap_or_else(|| "none".into()),
         "a virtual machine, not a container",
@@ -67,7 +68,7 @@ pub fn not_container(host: &HostFacts) -> GuardResult {
 pub fn not_nixos(host: &HostFacts) -> GuardResult {
     let id = host.os.id.clone().unwrap_or_else(|| "unknown".into());
     check(
-        "not-nixos",
+        Guard::NotNixos,
         id != "nixos",
         format!("os-release ID={id}"),
         "a non-NixOS image (Ubuntu, Debian, ...)",
@@ -101,7 +102,7 @@ pub fn kexec_allowed(host: &HostFacts, ima_kexec_appraise: bool) -> GuardResult 
         blockers.join("; ")
     };
     check(
-        "kexec-allowed",
+        Guard::KexecAllowed,
         blockers.is_empty(),
         found,
         "kexec_load_disabled=0, lockdown none, Secure Boot off, no IMA kexec appraisal, not Xen",
@@ -118,7 +119,7 @@ pub fn installer_pinned(sha256: Option<&str>, allow_unpinned: bool) -> GuardResu
         (None, false) => "no sha256 for this architecture".into(),
     };
     check(
-        "installer-pinned",
+        Guard::InstallerPinned,
         sha256.is_some() || allow_unpinned,
         found,
         "installer.sha256 for this architecture",
@@ -130,7 +131,7 @@ pub fn installer_pinned(sha256: Option<&str>, allow_unpinned: bool) -> GuardResu
 /// https only; `file:` and plain http to a loopback or link-local address for rehearsals.
 pub fn installer_url(url: &str) -> GuardResult {
     check(
-        "installer-url",
+        Guard::InstallerUrl,
         url_allowed(url),
         url.to_string(),
         "https://, or for rehearsals file:// or http:// to a loopback or link-local address",

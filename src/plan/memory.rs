@@ -201,7 +201,7 @@ fn computed_guard(plan: &MemoryPlan, in_ram: u64, rootfs_problem: Option<&str>) 
         ),
     };
     GuardResult {
-        name: "memory".into(),
+        name: crate::refusal::Guard::Memory,
         ok: plan.staging.is_some(),
         found,
         needed,
@@ -219,7 +219,7 @@ fn computed_guard(plan: &MemoryPlan, in_ram: u64, rootfs_problem: Option<&str>) 
 fn override_guard(host: &HostFacts, min: u64) -> GuardResult {
     let ok = host.memory_bytes >= min;
     GuardResult {
-        name: "memory".into(),
+        name: crate::refusal::Guard::Memory,
         ok,
         found: format!("{} MiB", host.memory_bytes / MIB),
         needed: format!("at least {} MiB (min_memory)", mib(min)),

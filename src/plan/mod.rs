@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::Firmware;
 use crate::provider::ProviderKind;
+use crate::refusal::{Guard, Refusal};
 
 /// Schema version of `plan.json`; bump on any incompatible change.
 pub const PLAN_VERSION: u32 = 1;
@@ -89,7 +90,7 @@ pub struct InstallerPlan {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GuardResult {
     /// Stable name, e.g. `memory`, `kexec-allowed`.
-    pub name: String,
+    pub name: Guard,
     pub ok: bool,
     pub found: String,
     pub needed: String,
@@ -107,4 +108,11 @@ pub struct NixPlan {
 pub struct ReportPlan {
     /// The token travels in `secrets.json`, never here.
     pub webhook_url: Option<String>,
+}
+
+impl GuardResult {
+    /// The refusal this result stands for (meaningful when not `ok`).
+    pub fn refusal(&self) -> Refusal {
+        Refusal::new(self.name, &self.found, &self.needed, &self.way_out)
+    }
 }

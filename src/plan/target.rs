@@ -64,7 +64,7 @@ pub fn choose_target(disks: &[Disk], selector: &DiskSelector) -> TargetChoice {
         target: None,
         other_disks: disks.iter().map(|d| left_alone(d, None)).collect(),
         guard: GuardResult {
-            name: "target-disk".into(),
+            name: crate::refusal::Guard::TargetDisk,
             ok: false,
             found,
             needed: needed.clone(),
@@ -106,7 +106,7 @@ pub fn choose_target(disks: &[Disk], selector: &DiskSelector) -> TargetChoice {
             .map(|d| left_alone(d, Some(selector)))
             .collect(),
         guard: GuardResult {
-            name: "target-disk".into(),
+            name: crate::refusal::Guard::TargetDisk,
             ok: true,
             found: format!("{} ({why}, {} MiB)", disk.path, disk.size_bytes >> 20),
             needed,

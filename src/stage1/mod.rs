@@ -15,6 +15,7 @@ use crate::phase::{Phase, Phases};
 use crate::plan::memory::MemoryPlan;
 use crate::plan::{plan_install, Plan, PlanEnv};
 use crate::provider::ProviderKind;
+use crate::refusal::{Guard, Refusal};
 use crate::report::{RemoteTargets, Reporter};
 use crate::{detach, output, Error, Result};
 
@@ -100,26 +101,16 @@ pub fn make_plan(
         tracing::info!(device = %disk.path, "leaving {} alone: {}", disk.path, disk.reason);
     }
     for g in plan.refusals() {
-        tracing::error!(guard = %g.name, "refused by guard {}: found {}; needed {}; way out: {}",
-            g.name, g.found, g.needed, g.way_out);
+        tracing::error!(guard = %g.name, "refused by guard {}", g.refusal());
     }
     Ok((facts, plan))
 }
 
 /// The error for a plan with refused guards (exit 10).
 pub fn refusal(plan: &Plan) -> Option<Error> {
-    let refusals: Vec<String> = plan
-        .refusals()
-        .iter()
-        .map(|g| {
-            format!(
-                "{}: found {}, needed {}; way out: {}",
-                g.name, g.found, g.needed, g.way_out
-            )
-        })
-        .collect();
-    (!refusals.is_empty()).then(|| Error::Guards {
-        action: "install NixOS".into(),
+    let refusals: Vec<Refusal> = plan.refusals().iter().map(|g| g.refusal()).collect();
+    (!refusals.is_empty()).then_some(Error::Guards {
+        action: "install NixOS",
         refusals,
     })
 }
@@ -393,16 +384,19 @@ impl Takeover<'_> {
             })
             .unwrap_or(0);
         if attempts > 0 && !self.args.force {
-            return Err(Error::Refused {
-                action: "kexec".into(),
-                guard: "run-marker",
-                detail: format!(
-                    "found {} (attempts={attempts}): this instance already kexec'd into the \
-                     installer and came back; needed no marker; way out: read the installer's \
-                     console log, then rerun with --force",
-                    marker.display()
+            return Err(Error::refused(
+                "kexec",
+                Refusal::new(
+                    Guard::RunMarker,
+                    format!(
+                        "{} (attempts={attempts}): this instance already kexec'd into the \
+                         installer and came back",
+                        marker.display()
+                    ),
+                    "no marker",
+                    "read the installer's console log, then rerun with --force",
                 ),
-            });
+            ));
         }
         let memory = plan.memory.clone().ok_or_else(|| {
             Error::Other("the plan has no memory figures (a plan from another agent?)".into())
@@ -551,19 +545,20 @@ fn check_load_memory(
     if available >= need || memory.min_memory_override.is_some() {
         return Ok(());
     }
-    Err(Error::Refused {
-        action: "kexec".into(),
-        guard: "memory",
-        detail: format!(
-            "found MemAvailable {} MiB before the kexec load; needed {} MiB: the initrd's {} MiB \
-             twice + {} MiB headroom; way out: choose an instance type with more RAM, or set \
-             min_memory to override this estimate",
-            available >> 20,
-            need.div_ceil(1 << 20),
-            initrd.div_ceil(1 << 20),
-            crate::plan::memory::HEADROOM >> 20
+    Err(Error::refused(
+        "kexec",
+        Refusal::new(
+            Guard::Memory,
+            format!("MemAvailable {} MiB before the kexec load", available >> 20),
+            format!(
+                "{} MiB: the initrd's {} MiB twice + {} MiB headroom",
+                need.div_ceil(1 << 20),
+                initrd.div_ceil(1 << 20),
+                crate::plan::memory::HEADROOM >> 20
+            ),
+            "choose an instance type with more RAM, or set min_memory to override this estimate",
         ),
-    })
+    ))
 }
 
 /// CPU time (user + system, all threads) and peak RSS in KiB of this process so far.

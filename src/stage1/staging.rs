@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::host::SysRoot;
 use crate::plan::memory::{RootFsSpace, Staging};
+use crate::refusal::{Guard, Refusal};
 use crate::{Error, Result};
 
 /// Stage 1's own tmpfs mount point (RAM staging).
@@ -77,14 +78,15 @@ impl StagingDir {
         // The plan saw a disk; refuse rather than fill RAM if that changed under us.
         if is_ram_fs(&dir) {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(Error::Refused {
-                action: "download".into(),
-                guard: "memory",
-                detail: format!(
-                    "found {ROOTFS_DIR} on a RAM-backed filesystem; needed the root filesystem \
-                     for staging (RAM is short); way out: choose an instance type with more RAM"
+            return Err(Error::refused(
+                "download",
+                Refusal::new(
+                    Guard::Memory,
+                    format!("{ROOTFS_DIR} on a RAM-backed filesystem"),
+                    "the root filesystem for staging (RAM is short)",
+                    "choose an instance type with more RAM",
                 ),
-            });
+            ));
         }
         let free = root_fs_space(&SysRoot::new("/")).map_or(0, |s| s.free_bytes);
         tracing::info!(
