@@ -1,7 +1,5 @@
 //! The one error type, with stable reasons and exit codes.
 
-use std::path::PathBuf;
-
 use crate::refusal::Refusal;
 
 /// Exit codes, documented in the README. Mapped once, in `main`.
@@ -21,8 +19,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Config { path: PathBuf, message: String },
     /// A config file problem, located: `file:line:column: key: expected`.
     #[error(transparent)]
     ConfigFile(#[from] crate::config::ConfigError),
@@ -71,11 +67,30 @@ pub enum Error {
         reason: &'static str,
         message: String,
     },
+    /// A program stage 1 or 2 runs exited unsuccessfully.
+    #[error("running {program}: {status}")]
+    Subprocess {
+        program: String,
+        status: std::process::ExitStatus,
+    },
+    /// Loading or jumping into the installer kernel failed; `call` names the syscall or tool.
+    #[error("{call}: {why}")]
+    Kexec { call: String, why: String },
+    /// A value could not be written as JSON or YAML (`what` names the file or format).
+    #[error("encoding {what}: {message}")]
+    Encoding { what: &'static str, message: String },
     #[error("{0}")]
     Other(String),
 }
 
 impl Error {
+    pub fn encoding(what: &'static str, error: impl std::fmt::Display) -> Self {
+        Self::Encoding {
+            what,
+            message: error.to_string(),
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
@@ -92,7 +107,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Io { .. } => "io",
-            Self::Config { .. } | Self::ConfigFile(_) => "config",
+            Self::ConfigFile(_) => "config",
             Self::Refused { refusal, .. } => refusal.guard.as_str(),
             Self::Guards { .. } => "guard-refused",
             Self::Verification(_) => "sha256-mismatch",
@@ -101,13 +116,16 @@ impl Error {
             Self::Timeout { .. } => "timeout",
             Self::BodyTooLarge { .. } => "body-too-large",
             Self::Metadata { reason, .. } => reason,
+            Self::Subprocess { .. } => "subprocess",
+            Self::Kexec { .. } => "kexec",
+            Self::Encoding { .. } => "encoding",
             Self::Other(_) => "failure",
         }
     }
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config { .. } | Self::ConfigFile(_) => exit::CONFIG,
+            Self::ConfigFile(_) => exit::CONFIG,
             Self::Refused { .. } | Self::Guards { .. } => exit::REFUSED,
             Self::Usage(_) => exit::USAGE,
             _ => exit::FAILURE,

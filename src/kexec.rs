@@ -42,9 +42,10 @@ pub fn load(
         .filter(|_| file_load_fallback(errno))
     else {
         log_dmesg_tail();
-        return Err(Error::Other(format!(
-            "loading the installer kernel with kexec_file_load: {why}; nothing changed"
-        )));
+        return Err(Error::Kexec {
+            call: "loading the installer kernel with kexec_file_load".into(),
+            why: format!("{why}; nothing changed"),
+        });
     };
     tracing::warn!(
         "kexec_file_load refused ({why}); falling back to kexec_load via {}",
@@ -68,10 +69,10 @@ pub fn load(
         .map_err(|e| Error::io(format!("running {}", tool.display()), e))?;
     if !status.success() {
         log_dmesg_tail();
-        return Err(Error::Other(format!(
-            "loading the installer kernel with kexec_load: {} {status}; nothing changed",
-            tool.display()
-        )));
+        return Err(Error::Kexec {
+            call: "loading the installer kernel with kexec_load".into(),
+            why: format!("{} {status}; nothing changed", tool.display()),
+        });
     }
     tracing::info!(method = "kexec_load", "installer kernel loaded");
     Ok(KexecMethod::KexecLoad)
@@ -126,7 +127,10 @@ pub fn jump(systemd: bool) -> Result<()> {
             .status()
             .map_err(|e| Error::io("running systemctl kexec", e))?;
         if !status.success() {
-            return Err(Error::Other(format!("systemctl kexec: {status}")));
+            return Err(Error::Subprocess {
+                program: "systemctl kexec".into(),
+                status,
+            });
         }
         // systemd stops us as part of the shutdown.
         loop {
@@ -135,7 +139,8 @@ pub fn jump(systemd: bool) -> Result<()> {
     }
     nix::unistd::sync();
     let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_KEXEC);
-    Err(Error::Other(format!(
-        "reboot(LINUX_REBOOT_CMD_KEXEC): {err:?}"
-    )))
+    Err(Error::Kexec {
+        call: "reboot(LINUX_REBOOT_CMD_KEXEC)".into(),
+        why: format!("{err:?}"),
+    })
 }

@@ -25,10 +25,11 @@ pub fn print<T: Serialize>(
     text: impl FnOnce() -> String,
 ) -> Result<()> {
     let rendered = match format {
-        OutputFormat::Json => serde_json::to_string_pretty(value)
-            .map_err(|e| Error::Other(format!("encoding JSON: {e}")))?,
+        OutputFormat::Json => {
+            serde_json::to_string_pretty(value).map_err(|e| Error::encoding("JSON", e))?
+        }
         OutputFormat::Yaml => {
-            serde_yaml::to_string(value).map_err(|e| Error::Other(format!("encoding YAML: {e}")))?
+            serde_yaml::to_string(value).map_err(|e| Error::encoding("YAML", e))?
         }
         OutputFormat::Text => text(),
     };

@@ -50,22 +50,20 @@ impl Wrapper {
         install: &InstallFacts,
         target: &crate::facts::Disk,
     ) -> Result<Self> {
-        let mut facts_value = serde_json::to_value(facts)
-            .map_err(|e| Error::Other(format!("encoding facts.json: {e}")))?;
+        let mut facts_value =
+            serde_json::to_value(facts).map_err(|e| Error::encoding("facts.json", e))?;
         if let serde_json::Value::Object(map) = &mut facts_value {
             map.insert(
                 "target".into(),
-                serde_json::to_value(target)
-                    .map_err(|e| Error::Other(format!("encoding facts.json: {e}")))?,
+                serde_json::to_value(target).map_err(|e| Error::encoding("facts.json", e))?,
             );
             map.insert(
                 "install".into(),
-                serde_json::to_value(install)
-                    .map_err(|e| Error::Other(format!("encoding facts.json: {e}")))?,
+                serde_json::to_value(install).map_err(|e| Error::encoding("facts.json", e))?,
             );
         }
         let facts_json = serde_json::to_string_pretty(&facts_value)
-            .map_err(|e| Error::Other(format!("encoding facts.json: {e}")))?;
+            .map_err(|e| Error::encoding("facts.json", e))?;
         Ok(Self {
             flake_nix: flake_nix(&plan.flake.url, &plan.flake.attr),
             module_nix: module_nix(install, network),

@@ -195,7 +195,10 @@ impl Tools {
             Ok(stdout)
         } else {
             Err((
-                Error::Other(format!("running {program}: {status}")),
+                Error::Subprocess {
+                    program: program.to_string(),
+                    status,
+                },
                 transient,
             ))
         }

@@ -30,8 +30,8 @@ pub fn write(mnt: &Path, flake_dir: &Path, plan: &Plan, log: Option<&Path>) -> R
     if lock.exists() {
         copy(&lock, &trail.join("flake.lock.installed"))?;
     }
-    let plan_json = serde_json::to_string_pretty(plan)
-        .map_err(|e| Error::Other(format!("encoding plan.json: {e}")))?;
+    let plan_json =
+        serde_json::to_string_pretty(plan).map_err(|e| Error::encoding("plan.json", e))?;
     write_file(&trail.join("plan.json"), &plan_json)?;
     let marker = format!(
         "instance_id={}\nflake={}\nsystem={}\n",

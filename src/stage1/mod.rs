@@ -270,9 +270,10 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
             .status()
             .map_err(|e| Error::io("running systemd-run", e))?;
         if !status.success() {
-            return Err(Error::Other(format!(
-                "detaching with systemd-run: {status}"
-            )));
+            return Err(Error::Subprocess {
+                program: "systemd-run".into(),
+                status,
+            });
         }
         // The detached run reports the progress; this one sends no events.
         tracing::info!("continuing detached in unit nixos-lift: journalctl -u nixos-lift");
