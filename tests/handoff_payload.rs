@@ -8,14 +8,14 @@ use assert_cmd::cargo::CommandCargoExt;
 use nixos_lift::facts::{Facts, Firmware};
 use nixos_lift::handoff::check::{check_archive, check_dir};
 use nixos_lift::handoff::payload::{
-    append_handoff, planned_paths, write_archive, write_kexec_override, HostKeyFile, KexecMethod,
-    KexecRecord, Payload,
+    append_handoff, write_archive, write_kexec_override, HostKeyFile, KexecMethod, KexecRecord,
+    Payload,
 };
 use nixos_lift::handoff::{NetworkHandoff, Secrets};
 use nixos_lift::plan::{FlakeTarget, InstallerPlan, Plan, TargetDisk, PLAN_VERSION};
 use nixos_lift::provider::ProviderKind;
 
-fn plan(host_keys: &[String]) -> Plan {
+fn plan() -> Plan {
     Plan {
         version: PLAN_VERSION,
         agent_version: "test".into(),
@@ -46,7 +46,6 @@ fn plan(host_keys: &[String]) -> Plan {
         },
         memory: None,
         kernel_cmdline: Some("init=/nix/store/x/init console=ttyS0,115200".into()),
-        handoff: planned_paths(host_keys, true),
         guards: vec![],
         nix: Default::default(),
         report: Default::default(),
@@ -79,7 +78,7 @@ fn payload() -> Payload {
     facts.host.arch = "x86_64".into();
     facts.host.firmware = Firmware::Uefi;
     Payload {
-        plan: plan(&["ssh_host_ed25519_key".into()]),
+        plan: plan(),
         facts,
         network: NetworkHandoff::default(),
         secrets: Secrets {
@@ -106,7 +105,26 @@ fn archive_checks_ok_and_lists_every_planned_path() {
     assert!(report.ok, "{:?}", report.problems);
     assert_eq!(report.firmware.as_deref(), Some("uefi"));
     assert_eq!(report.kexec_method.as_deref(), Some("kexec_file_load"));
-    for path in &payload().plan.handoff {
+    // The contract with nixos-images and stage 2, written out here rather than taken from the
+    // writer's own index.
+    let expected = [
+        "nixos-lift/plan.json",
+        "nixos-lift/facts.json",
+        "nixos-lift/network.json",
+        "nixos-lift/secrets.json",
+        "nixos-lift/authorized_keys",
+        "nixos-lift/nixos-lift",
+        "nixos-lift/kexec.json",
+        "nixos-lift/machine-id",
+        "nixos-lift/index.json",
+        "addrs.json",
+        "routes-v4.json",
+        "routes-v6.json",
+        "ssh/authorized_keys",
+        "ssh/ssh_host_ed25519_key",
+        "machine-id",
+    ];
+    for path in expected {
         assert_eq!(
             report.files.get(path).map(String::as_str),
             Some("ok"),
@@ -192,6 +210,26 @@ fn gnu_cpio_extracts_with_modes() {
     let stdout = String::from_utf8_lossy(&cli.stdout);
     assert!(stdout.contains("handoff ok"), "{stdout}");
     assert!(stdout.contains("firmware=uefi"), "{stdout}");
+
+    // A file the writer indexed that is gone, or a private file made readable, is a failure.
+    std::fs::remove_file(out.join("ssh/ssh_host_ed25519_key")).unwrap();
+    std::fs::set_permissions(
+        out.join("ssh/authorized_keys"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let report = check_dir(&out.join("nixos-lift")).unwrap();
+    assert_eq!(
+        report
+            .files
+            .get("ssh/ssh_host_ed25519_key")
+            .map(String::as_str),
+        Some("missing")
+    );
+    assert_eq!(
+        report.files.get("ssh/authorized_keys").map(String::as_str),
+        Some("mode 644, written as 600")
+    );
 
     // A missing file is a failure, and says which.
     std::fs::remove_file(out.join("nixos-lift/facts.json")).unwrap();

@@ -59,7 +59,7 @@ impl Rehearsal {
         assert!(status.success());
 
         let plan = json!({
-            "version": 1, "agent_version": "0.1.0", "arch": "x86_64", "firmware": "uefi",
+            "version": nixos_lift::plan::PLAN_VERSION, "agent_version": "0.1.0", "arch": "x86_64", "firmware": "uefi",
             "provider": "digitalocean", "instance_id": "do-1234", "hostname": "web-1",
             "target": {
                 "path": "/dev/vda", "name": "vda",
@@ -74,7 +74,6 @@ impl Rehearsal {
             "system": null,
             "installer": { "url": "file:///installer.tar.gz", "sha256": null },
             "kernel_cmdline": null,
-            "handoff": [],
             "guards": [],
             "nix": {
                 "substituters": ["https://cache.example.org"],

@@ -1,6 +1,6 @@
 //! The Nix half and the Rust half agree on every shared name: handoff paths and file names, the
 //! manifest path, the facts schema version and the provider list (nix/lib/contract.nix against
-//! src/handoff, src/facts.rs and src/provider), and the Nix modules take those names from
+//! src/handoff and src/facts.rs), and the Nix modules take those names from
 //! contract.nix instead of spelling them again.
 //!
 //! contract.nix is read here with a strict reader of its `name = "string";` / string-list form

@@ -1,5 +1,5 @@
-# Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs,
-# src/facts.rs or src/provider/mod.rs; tests/nix_contract.rs reads both sides and fails on any
+# Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs
+# or src/facts.rs; tests/nix_contract.rs reads both sides and fails on any
 # difference. Keep this file to `name = "string";` lines and string lists so that test can read it.
 {
   # src/handoff/mod.rs
@@ -17,7 +17,7 @@
   # src/facts.rs FACTS_VERSION
   factsVersion = "1";
 
-  # src/provider/mod.rs ProviderKind, in declaration order.
+  # src/facts.rs ProviderKind, in declaration order.
   providers = [
     "aws"
     "gcp"

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::cpio::read_archive;
-use super::payload::KexecRecord;
+use super::payload::{IndexEntry, KexecRecord};
 use super::*;
 use crate::facts::Facts;
 use crate::plan::{Plan, PLAN_VERSION};
@@ -245,23 +245,29 @@ fn check_files(source: String, files: &Files, with_root_level: bool) -> CheckRep
     };
     note(&mut report, &agent_path, agent);
 
-    // Everything else the plan lists must be present too.
-    let listed = report
-        .plan
-        .as_ref()
-        .map(|p| p.handoff.clone())
-        .unwrap_or_default();
-    for path in listed {
-        let root_level = !path.starts_with(&format!("{INITRD_DIR}/"));
-        if report.files.contains_key(&path) || (root_level && !with_root_level) {
+    // Everything else the writer indexed must be there, private files still private.
+    let index_path = own(INDEX_FILE);
+    let index = parse::<Vec<IndexEntry>>(files, &index_path);
+    note(
+        &mut report,
+        &index_path,
+        index.as_ref().map(|_| ()).map_err(Clone::clone),
+    );
+    for entry in index.unwrap_or_default() {
+        let root_level = !entry.path.starts_with(&format!("{INITRD_DIR}/"));
+        if report.files.contains_key(&entry.path) || (root_level && !with_root_level) {
             continue;
         }
-        let verdict = if files.contains_key(&path) {
-            Ok(())
-        } else {
-            Err("missing".into())
+        let verdict = match files.get(&entry.path) {
+            None => Err("missing".to_string()),
+            Some(f) if entry.mode & 0o077 == 0 && f.mode & 0o077 != 0 => Err(format!(
+                "mode {:o}, written as {:o}",
+                f.mode & 0o777,
+                entry.mode
+            )),
+            Some(_) => Ok(()),
         };
-        note(&mut report, &path, verdict);
+        note(&mut report, &entry.path, verdict);
     }
     report.ok = report.problems.is_empty();
     report

@@ -12,6 +12,7 @@
 //! nixos-lift/machine-id
 //! nixos-lift/nixos-lift         the running agent binary, 0755
 //! nixos-lift/kexec.json         how stage 1 loaded the kernel (a later archive may override it)
+//! nixos-lift/index.json         every file above and below with its mode, as written
 //! addrs.json, routes-v4.json, routes-v6.json   nixos-images' restore-network input
 //! ssh/authorized_keys, ssh/ssh_host_*          nixos-images' restore-state input
 //! machine-id
@@ -38,6 +39,8 @@ pub const AUTHORIZED_KEYS_FILE: &str = "authorized_keys";
 pub const MACHINE_ID_FILE: &str = "machine-id";
 pub const AGENT_FILE: &str = "nixos-lift";
 pub const KEXEC_FILE: &str = "kexec.json";
+/// Every other file the writer put in the archive, with its mode ([`payload::IndexEntry`]).
+pub const INDEX_FILE: &str = "index.json";
 
 /// nixos-images' restore-network input, at the initramfs root.
 pub const ADDRS_FILE: &str = "addrs.json";

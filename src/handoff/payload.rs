@@ -78,30 +78,6 @@ pub struct Payload {
     pub agent: PathBuf,
 }
 
-/// Paths (relative to the initramfs root) the payload will contain, for `plan.handoff`.
-pub fn planned_paths(host_keys: &[String], with_machine_id: bool) -> Vec<String> {
-    let own = |f: &str| format!("{INITRD_DIR}/{f}");
-    let mut paths = vec![
-        own(PLAN_FILE),
-        own(FACTS_FILE),
-        own(NETWORK_FILE),
-        own(SECRETS_FILE),
-        own(AUTHORIZED_KEYS_FILE),
-        own(AGENT_FILE),
-        own(KEXEC_FILE),
-        ADDRS_FILE.to_string(),
-        ROUTES_V4_FILE.to_string(),
-        ROUTES_V6_FILE.to_string(),
-        format!("ssh/{AUTHORIZED_KEYS_FILE}"),
-    ];
-    paths.extend(host_keys.iter().map(|k| format!("ssh/{k}")));
-    if with_machine_id {
-        paths.push(own(MACHINE_ID_FILE));
-        paths.push(MACHINE_ID_FILE.to_string());
-    }
-    paths
-}
-
 /// Writes the gzip'd newc archive to `out`.
 pub fn write_archive(payload: &Payload, out: impl Write) -> Result<()> {
     let gz = GzEncoder::new(out, Compression::new(6));
@@ -113,49 +89,130 @@ pub fn write_archive(payload: &Payload, out: impl Write) -> Result<()> {
         .map_err(|e| Error::io("writing the handoff archive", e))
 }
 
-fn add_all<W: Write>(p: &Payload, cpio: &mut CpioWriter<W>) -> io::Result<()> {
-    let own = |f: &str| format!("{INITRD_DIR}/{f}");
-    cpio.add_dir(INITRD_DIR, 0o700)?;
-    cpio.add_file(&own(PLAN_FILE), 0o644, &to_json(&p.plan)?)?;
-    cpio.add_file(&own(FACTS_FILE), 0o644, &to_json(&p.facts)?)?;
-    cpio.add_file(&own(NETWORK_FILE), 0o644, &to_json(&p.network)?)?;
-    cpio.add_file(&own(SECRETS_FILE), 0o600, &to_json(&p.secrets)?)?;
-    let keys: String = p.authorized_keys.iter().map(|k| format!("{k}\n")).collect();
-    cpio.add_file(&own(AUTHORIZED_KEYS_FILE), 0o600, keys.as_bytes())?;
+/// One line of [`INDEX_FILE`]: a file the writer put in the archive, and its mode.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// Relative to the initramfs root, e.g. `nixos-lift/plan.json`, `addrs.json`.
+    pub path: String,
+    pub mode: u32,
+}
 
-    cpio.add_file(&own(KEXEC_FILE), 0o644, &to_json(&p.kexec)?)?;
+/// One file of the archive.
+struct Entry<'a> {
+    path: String,
+    mode: u32,
+    content: Content<'a>,
+}
 
-    let mut agent = File::open(&p.agent)?;
-    let size = agent.metadata()?.len();
-    cpio.add_file_from(&own(AGENT_FILE), 0o755, size, &mut agent)?;
+enum Content<'a> {
+    Bytes(Vec<u8>),
+    Borrowed(&'a [u8]),
+    /// Streamed from disk (the agent binary).
+    File(&'a Path),
+}
 
-    // nixos-images' restore-network and restore-state read these at the initramfs root.
-    let net = &p.network.observed;
-    cpio.add_file(ADDRS_FILE, 0o644, &to_json(&ip_addr_json(&net.interfaces))?)?;
-    let v4 = ip_route_json(&net.routes, Family::Inet);
-    cpio.add_file(ROUTES_V4_FILE, 0o644, &to_json(&v4)?)?;
-    let v6 = ip_route_json(&net.routes, Family::Inet6);
-    cpio.add_file(ROUTES_V6_FILE, 0o644, &to_json(&v6)?)?;
-    cpio.add_dir("ssh", 0o700)?;
-    cpio.add_file(
-        &format!("ssh/{AUTHORIZED_KEYS_FILE}"),
-        0o600,
-        keys.as_bytes(),
-    )?;
-    for key in &p.host_keys {
-        let mode = if key.name.ends_with(".pub") {
-            0o644
-        } else {
-            0o600
+impl Payload {
+    /// Every file of the archive, in order: the one list the archive and its index are made from.
+    fn entries(&self) -> io::Result<Vec<Entry<'_>>> {
+        let own = |f: &str| format!("{INITRD_DIR}/{f}");
+        let entry = |path: String, mode, content| Entry {
+            path,
+            mode,
+            content,
         };
-        cpio.add_file(&format!("ssh/{}", key.name), mode, &key.data)?;
+        let keys: Vec<u8> = self
+            .authorized_keys
+            .iter()
+            .flat_map(|k| format!("{k}\n").into_bytes())
+            .collect();
+        let net = &self.network.observed;
+        let mut entries = vec![
+            entry(own(PLAN_FILE), 0o644, json(&self.plan)?),
+            entry(own(FACTS_FILE), 0o644, json(&self.facts)?),
+            entry(own(NETWORK_FILE), 0o644, json(&self.network)?),
+            entry(own(SECRETS_FILE), 0o600, json(&self.secrets)?),
+            entry(
+                own(AUTHORIZED_KEYS_FILE),
+                0o600,
+                Content::Bytes(keys.clone()),
+            ),
+            entry(own(KEXEC_FILE), 0o644, json(&self.kexec)?),
+            entry(own(AGENT_FILE), 0o755, Content::File(&self.agent)),
+            // nixos-images' restore-network and restore-state read these at the initramfs root.
+            entry(
+                ADDRS_FILE.into(),
+                0o644,
+                json(&ip_addr_json(&net.interfaces))?,
+            ),
+            entry(
+                ROUTES_V4_FILE.into(),
+                0o644,
+                json(&ip_route_json(&net.routes, Family::Inet))?,
+            ),
+            entry(
+                ROUTES_V6_FILE.into(),
+                0o644,
+                json(&ip_route_json(&net.routes, Family::Inet6))?,
+            ),
+            entry(
+                format!("ssh/{AUTHORIZED_KEYS_FILE}"),
+                0o600,
+                Content::Bytes(keys),
+            ),
+        ];
+        for key in &self.host_keys {
+            let mode = if key.name.ends_with(".pub") {
+                0o644
+            } else {
+                0o600
+            };
+            let data = Content::Borrowed(key.data.as_slice());
+            entries.push(entry(format!("ssh/{}", key.name), mode, data));
+        }
+        if let Some(id) = &self.machine_id {
+            let line = format!("{}\n", id.trim()).into_bytes();
+            entries.push(entry(
+                own(MACHINE_ID_FILE),
+                0o444,
+                Content::Bytes(line.clone()),
+            ));
+            entries.push(entry(MACHINE_ID_FILE.into(), 0o444, Content::Bytes(line)));
+        }
+        Ok(entries)
     }
-    if let Some(id) = &p.machine_id {
-        let line = format!("{}\n", id.trim());
-        cpio.add_file(&own(MACHINE_ID_FILE), 0o444, line.as_bytes())?;
-        cpio.add_file(MACHINE_ID_FILE, 0o444, line.as_bytes())?;
+}
+
+fn json<T: Serialize>(value: &T) -> io::Result<Content<'static>> {
+    to_json(value).map(Content::Bytes)
+}
+
+fn add_all<W: Write>(p: &Payload, cpio: &mut CpioWriter<W>) -> io::Result<()> {
+    cpio.add_dir(INITRD_DIR, 0o700)?;
+    cpio.add_dir("ssh", 0o700)?;
+    let entries = p.entries()?;
+    let index: Vec<IndexEntry> = entries
+        .iter()
+        .map(|e| IndexEntry {
+            path: e.path.clone(),
+            mode: e.mode,
+        })
+        .collect();
+    for e in entries {
+        match e.content {
+            Content::Bytes(data) => cpio.add_file(&e.path, e.mode, &data)?,
+            Content::Borrowed(data) => cpio.add_file(&e.path, e.mode, data)?,
+            Content::File(path) => {
+                let mut file = File::open(path)?;
+                let size = file.metadata()?.len();
+                cpio.add_file_from(&e.path, e.mode, size, &mut file)?;
+            }
+        }
     }
-    Ok(())
+    cpio.add_file(
+        &format!("{INITRD_DIR}/{INDEX_FILE}"),
+        0o644,
+        &to_json(&index)?,
+    )
 }
 
 fn to_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {

@@ -9,7 +9,6 @@ use super::{
 };
 use crate::config::{Arch, ValidConfig};
 use crate::facts::Facts;
-use crate::handoff::payload::planned_paths;
 use crate::provider::ProviderKind;
 
 /// What the plan needs besides facts and config, read by the caller (so planning stays pure).
@@ -22,9 +21,6 @@ pub struct PlanEnv {
     pub ima_kexec_appraise: bool,
     /// Keys already in root's authorized_keys.
     pub root_keys: Vec<String>,
-    /// Names of `/etc/ssh/ssh_host_*` files.
-    pub host_keys: Vec<String>,
-    pub has_machine_id: bool,
     /// The installer's size, asked before the download; `None` assumes one (and says so).
     pub installer_size: Option<InstallerSize>,
     /// The agent binary's size: the handoff carries it.
@@ -140,7 +136,6 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         installer,
         memory: Some(memory),
         kernel_cmdline: None,
-        handoff: planned_paths(&env.host_keys, env.has_machine_id),
         guards,
         nix: NixPlan {
             substituters: config
@@ -234,7 +229,6 @@ impl Plan {
                 .unwrap_or("from the installer's kexec/run or manifest, read after download")
         );
         let _ = writeln!(out, "ssh keys: {}", self.ssh_authorized_keys.len());
-        let _ = writeln!(out, "handoff: {}", self.handoff.join(", "));
         let _ = writeln!(out, "guards:");
         for g in &self.guards {
             if g.ok {

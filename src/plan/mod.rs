@@ -16,7 +16,7 @@ use crate::provider::ProviderKind;
 use crate::refusal::{Guard, Refusal};
 
 /// Schema version of `plan.json`; bump on any incompatible change.
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
@@ -41,8 +41,6 @@ pub struct Plan {
     pub memory: Option<memory::MemoryPlan>,
     /// Kernel command line for the installer; filled once the installer is unpacked.
     pub kernel_cmdline: Option<String>,
-    /// Paths inside the handoff archive.
-    pub handoff: Vec<String>,
     pub guards: Vec<GuardResult>,
     pub nix: NixPlan,
     pub report: ReportPlan,

@@ -42,15 +42,6 @@ pub fn gather_env(root: &SysRoot) -> PlanEnv {
         .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         .collect();
     let root_keys = crate::sshkey::keep_valid(lines, "/root/.ssh/authorized_keys");
-    let mut host_keys: Vec<String> = root
-        .list_dir("/etc/ssh")
-        .into_iter()
-        .filter(|n| n.starts_with("ssh_host_"))
-        .collect();
-    host_keys.sort();
-    let has_machine_id = root
-        .read_string("/etc/machine-id")
-        .is_some_and(|id| !id.trim().is_empty());
     // The handoff carries this very binary.
     let agent_bytes = std::fs::metadata("/proc/self/exe").map_or(0, |m| m.len());
     PlanEnv {
@@ -58,8 +49,6 @@ pub fn gather_env(root: &SysRoot) -> PlanEnv {
         hostname,
         ima_kexec_appraise,
         root_keys,
-        host_keys,
-        has_machine_id,
         installer_size: None,
         agent_bytes,
         rootfs: staging::root_fs_space(root),

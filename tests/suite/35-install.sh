@@ -62,12 +62,12 @@ printf 'nameserver 127.0.0.53\n' >"$work/root/etc/resolv.conf"
 port=18099
 write_handoff() { # FLAKE_URL
     jq -n --arg url "$1" '{
-      version: 1, agent_version: "test", arch: "x86_64", firmware: "bios",
+      version: 2, agent_version: "test", arch: "x86_64", firmware: "bios",
       provider: "digitalocean", instance_id: "netns-1", hostname: "netns",
       target: null, other_disks: [],
       flake: { reference: ($url + "#web"), url: $url, attr: "web" },
       system: null, installer: { url: "file:///x", sha256: null }, kernel_cmdline: null,
-      handoff: [], guards: [], nix: { substituters: [], trusted_public_keys: [] },
+      guards: [], nix: { substituters: [], trusted_public_keys: [] },
       report: { webhook_url: null }, ssh_authorized_keys: [], reboot: false,
       keep_host_keys: false }' >"$work/handoff/plan.json"
     jq -n '{ version: 1,
