@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::Url;
 use serde::Serialize;
 
+use crate::config::{HttpUrl, Secret};
 use crate::http::{Client, Deadline, Request, RetryPolicy};
 use crate::{Error, Result};
 
@@ -139,25 +140,12 @@ impl LineSink for MemorySink {
 }
 
 /// Where events go besides the local sinks.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RemoteTargets {
-    pub webhook_url: Option<String>,
-    pub webhook_token: Option<String>,
+    pub webhook_url: Option<HttpUrl>,
+    pub webhook_token: Option<Secret>,
     /// Metadata server base for the GCP guest attribute; `None` off GCP.
     pub gcp_metadata_base: Option<String>,
-}
-
-impl std::fmt::Debug for RemoteTargets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteTargets")
-            .field("webhook_url", &self.webhook_url)
-            .field(
-                "webhook_token",
-                &self.webhook_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("gcp_metadata_base", &self.gcp_metadata_base)
-            .finish()
-    }
 }
 
 /// Sends events to the console, the journal and the remote targets.
@@ -422,11 +410,11 @@ impl RemoteQueue {
 
 async fn deliver(client: &Client, targets: &RemoteTargets, event: &Event) {
     if let Some(url) = &targets.webhook_url {
-        let req = Url::parse(url)
-            .map_err(|e| Error::Other(format!("parsing the webhook URL {url}: {e}")))
-            .and_then(|url| Request::post_json(url, event))
-            .and_then(|req| match &targets.webhook_token {
-                Some(token) => req.secret_header("authorization", &format!("Bearer {token}")),
+        let req =
+            Request::post_json(url.to_url(), event).and_then(|req| match &targets.webhook_token {
+                Some(token) => {
+                    req.secret_header("authorization", &format!("Bearer {}", token.expose()))
+                }
                 None => Ok(req),
             });
         send(client, "webhook", req).await;
@@ -506,15 +494,5 @@ mod tests {
             mem.lines(),
             vec!["nixos-lift: [1/7] restoring ...", "plain"]
         );
-    }
-
-    #[test]
-    fn remote_targets_debug_hides_the_token() {
-        let t = RemoteTargets {
-            webhook_url: Some("https://x".into()),
-            webhook_token: Some("s3cret".into()),
-            gcp_metadata_base: None,
-        };
-        assert!(!format!("{t:?}").contains("s3cret"));
     }
 }

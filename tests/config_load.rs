@@ -82,7 +82,7 @@ fn every_key_of_the_full_fixture_is_read() {
         .nix
         .access_tokens
         .iter()
-        .map(|(host, token)| (host.as_str(), token.expose()))
+        .map(|(host, token)| (host.as_str(), token.expose().as_str()))
         .collect();
     assert_eq!(
         tokens,
@@ -92,7 +92,11 @@ fn every_key_of_the_full_fixture_is_read() {
         ]
     );
     assert_eq!(
-        config.report.webhook_token.as_ref().map(Secret::expose),
+        config
+            .report
+            .webhook_token
+            .as_ref()
+            .map(|t| t.expose().as_str()),
         Some("webhook-FULLFIXTURETOKEN")
     );
     assert_eq!(config.min_memory, Some(ByteSize(1536 << 20)));
@@ -132,7 +136,7 @@ fn debug_output_of_a_whole_config_hides_every_secret() {
 
 #[test]
 fn secret_display_and_debug_are_redacted() {
-    let secret = Secret::new("tok-123");
+    let secret: Secret = Secret::new("tok-123");
     assert_eq!(secret.to_string(), "<redacted>");
     assert_eq!(format!("{secret:?}"), "<redacted>");
     assert_eq!(secret.expose(), "tok-123");

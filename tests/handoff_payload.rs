@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::config::{Secret, Sha256};
 use nixos_lift::facts::{Facts, Firmware};
 use nixos_lift::handoff::check::{check_archive, check_dir};
 use nixos_lift::handoff::payload::{
@@ -42,7 +43,7 @@ fn plan() -> Plan {
         system: None,
         installer: InstallerPlan {
             url: "https://example.org/i.tar.gz".into(),
-            sha256: Some("00".repeat(32)),
+            sha256: Some(Sha256::try_from("00".repeat(32)).unwrap()),
         },
         memory: None,
         kernel_cmdline: Some("init=/nix/store/x/init console=ttyS0,115200".into()),
@@ -72,7 +73,7 @@ fn fake_agent() -> std::path::PathBuf {
 fn payload() -> Payload {
     let host_keys = vec![HostKeyFile {
         name: "ssh_host_ed25519_key".into(),
-        data: b"-----BEGIN OPENSSH PRIVATE KEY-----\n".to_vec(),
+        data: Secret::new(b"-----BEGIN OPENSSH PRIVATE KEY-----\n".to_vec()),
     }];
     let mut facts = Facts::default();
     facts.host.arch = "x86_64".into();
@@ -82,8 +83,8 @@ fn payload() -> Payload {
         facts,
         network: NetworkHandoff::default(),
         secrets: Secrets {
-            nix_access_tokens: [("github.com".to_string(), "ghp_secret".to_string())].into(),
-            webhook_token: Some("hook-secret".into()),
+            nix_access_tokens: [("github.com".to_string(), Secret::new("ghp_secret"))].into(),
+            webhook_token: Some(Secret::new("hook-secret")),
         },
         authorized_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB me@laptop".into()],
         host_keys,

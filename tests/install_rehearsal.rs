@@ -77,7 +77,7 @@ impl Rehearsal {
             "guards": [],
             "nix": {
                 "substituters": ["https://cache.example.org"],
-                "trusted_public_keys": ["cache.example.org-1:AAAA"]
+                "trusted_public_keys": ["cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="]
             },
             "report": { "webhook_url": null },
             "ssh_authorized_keys": [KEY],
@@ -602,7 +602,7 @@ fn fleet_mode_copies_the_prebuilt_system_without_evaluating_it() {
         [
             "copy",
             "--from",
-            "https://cache.example.org",
+            "https://cache.example.org/",
             "--to",
             &format!("local?root={mnt}"),
             system

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::config::{HttpUrl, Secret};
 use nixos_lift::http::{Client, Deadline, Request, RetryPolicy};
 use nixos_lift::report::{MemorySink, RemoteTargets, Reporter, Status};
 use serde_json::{json, Value};
@@ -184,8 +185,8 @@ fn the_reporter_sends_held_and_later_events_in_order_with_identity_and_token() {
     r.event("plan", 1, 5, Status::Running, "identifying", None);
     r.set_identity(Some("i-123".into()), Some("web-1".into()));
     r.start_remote(RemoteTargets {
-        webhook_url: Some(format!("{base}/events")),
-        webhook_token: Some("whk-abc".into()),
+        webhook_url: Some(HttpUrl::try_from(format!("{base}/events")).unwrap()),
+        webhook_token: Some(Secret::new("whk-abc")),
         gcp_metadata_base: Some(base.clone()),
     });
     r.network_ready();
@@ -279,7 +280,7 @@ fn a_receiver_that_never_answers_costs_only_the_bounded_waits() {
     let (base, log) = serve(vec![Act::Hang]);
     let mut r = Reporter::new(1, Vec::new());
     r.start_remote(RemoteTargets {
-        webhook_url: Some(format!("{base}/events")),
+        webhook_url: Some(HttpUrl::try_from(format!("{base}/events")).unwrap()),
         ..RemoteTargets::default()
     });
     r.network_ready();

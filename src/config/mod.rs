@@ -9,7 +9,7 @@ mod error;
 mod flake;
 mod locate;
 mod placeholder;
-mod secret;
+pub mod secret;
 mod size;
 pub(crate) mod values;
 

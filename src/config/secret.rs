@@ -2,38 +2,64 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer};
-use zeroize::Zeroizing;
+use serde::{Deserialize, Deserializer, Serializer};
+use zeroize::{Zeroize, Zeroizing};
 
-/// A secret string. Debug and Display print `<redacted>`; read it with [`Secret::expose`].
-/// The memory is wiped on drop.
+/// A secret: a token (`String`, the default) or a key file's bytes. Debug and Display print
+/// `<redacted>`, the one redaction every struct holding a secret relies on; read the value with
+/// [`Secret::expose`]. The memory is wiped on drop. It has no `Serialize`: the one file that
+/// holds secrets (`secrets.json`) writes them through [`exposed`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Zeroizing<String>);
+pub struct Secret<T: Zeroize = String>(Zeroizing<T>);
 
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
+impl<T: Zeroize> Secret<T> {
+    pub fn new(value: impl Into<T>) -> Self {
         Self(Zeroizing::new(value.into()))
     }
 
     /// The value itself. Call this only where the secret is used (an HTTP header, a 0600 file).
-    pub fn expose(&self) -> &str {
+    pub fn expose(&self) -> &T {
         &self.0
     }
 }
 
-impl fmt::Debug for Secret {
+impl<T: Zeroize> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
 }
 
-impl fmt::Display for Secret {
+impl<T: Zeroize> fmt::Display for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
 }
 
-impl<'de> Deserialize<'de> for Secret {
+/// `serialize_with` helpers for the fields of `secrets.json`, the one place secrets are written.
+pub mod exposed {
+    use std::collections::BTreeMap;
+
+    use serde::ser::SerializeMap;
+
+    use super::*;
+
+    pub fn option<S: Serializer>(value: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(secret) => s.serialize_some(secret.expose().as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn map<S: Serializer>(value: &BTreeMap<String, Secret>, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(value.len()))?;
+        for (key, secret) in value {
+            map.serialize_entry(key, secret.expose().as_str())?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret<String> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Zeroizing::new(String::deserialize(deserializer)?);
         if value.trim().is_empty() {
@@ -86,7 +112,7 @@ mod tests {
 
     #[test]
     fn debug_and_display_are_redacted() {
-        let secret = Secret::new("hunter2");
+        let secret: Secret = Secret::new("hunter2");
         assert_eq!(format!("{secret}"), "<redacted>");
         assert_eq!(format!("{secret:?}"), "<redacted>");
         assert_eq!(format!("{:?}", Some(&secret)), "Some(<redacted>)");

@@ -79,6 +79,10 @@ impl Sha256 {
     pub fn as_hex(&self) -> &str {
         &self.0
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for Sha256 {
@@ -218,6 +222,10 @@ impl HttpUrl {
 
     pub fn is_https(&self) -> bool {
         self.0.scheme() == "https"
+    }
+
+    pub fn to_url(&self) -> url::Url {
+        self.0.clone()
     }
 }
 
@@ -371,10 +379,38 @@ macro_rules! string_access {
                 &self.0
             }
         }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
     )*};
 }
 
 string_access!(TrustedPublicKey, StorePath, AuthorizedKey, TokenHost);
+
+/// `impl Serialize` as the checked string, so a value that travels in `plan.json` reads back
+/// through the same check ([`deserialize_checked`]).
+macro_rules! serialize_as_str {
+    ($($type:ty),* $(,)?) => {$(
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+serialize_as_str!(
+    Arch,
+    Sha256,
+    HttpUrl,
+    TrustedPublicKey,
+    StorePath,
+    AuthorizedKey,
+    TokenHost
+);
 
 deserialize_checked!(
     Arch,

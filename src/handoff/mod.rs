@@ -21,6 +21,8 @@
 //! The installer image copies `/nixos-lift` from the initrd to [`STAGE2_DIR`] before
 //! switch-root; the busybox test fixture reads it in place.
 
+use crate::config::secret::{exposed, Secret};
+
 pub mod check;
 pub mod cpio;
 pub mod netstate;
@@ -76,25 +78,13 @@ impl NetworkHandoff {
 }
 
 /// `secrets.json` (mode 0600): the only handoff file with secrets. Never logged.
-#[derive(Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
     /// Nix `access-tokens`, host to token, e.g. `github.com` → `ghp_...`.
-    #[serde(default)]
-    pub nix_access_tokens: std::collections::BTreeMap<String, String>,
+    #[serde(default, serialize_with = "exposed::map")]
+    pub nix_access_tokens: std::collections::BTreeMap<String, Secret>,
     /// Bearer token for the progress webhook.
-    #[serde(default)]
-    pub webhook_token: Option<String>,
-}
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secrets")
-            .field("nix_access_tokens", &self.nix_access_tokens.keys())
-            .field(
-                "webhook_token",
-                &self.webhook_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+    #[serde(default, serialize_with = "exposed::option")]
+    pub webhook_token: Option<Secret>,
 }

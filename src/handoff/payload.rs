@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::cpio::CpioWriter;
 use super::netstate::{ip_addr_json, ip_route_json};
 use super::*;
+use crate::config::secret::Secret;
 use crate::facts::{Facts, Family};
 use crate::plan::Plan;
 use crate::{Error, Result};
@@ -48,16 +49,10 @@ pub fn write_kexec_override(record: &KexecRecord, out: impl Write) -> Result<()>
 }
 
 /// An SSH host key file from `/etc/ssh`, e.g. `ssh_host_ed25519_key`.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HostKeyFile {
     pub name: String,
-    pub data: Vec<u8>,
-}
-
-impl std::fmt::Debug for HostKeyFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "HostKeyFile({})", self.name)
-    }
+    pub data: Secret<Vec<u8>>,
 }
 
 /// Everything that goes into the handoff archive.
@@ -166,7 +161,7 @@ impl Payload {
             } else {
                 0o600
             };
-            let data = Content::Borrowed(key.data.as_slice());
+            let data = Content::Borrowed(key.data.expose().as_slice());
             entries.push(entry(format!("ssh/{}", key.name), mode, data));
         }
         if let Some(id) = &self.machine_id {
@@ -265,7 +260,10 @@ pub fn read_host_keys(etc_ssh: &Path) -> Vec<HostKeyFile> {
             }
             let mut data = Vec::new();
             File::open(e.path()).ok()?.read_to_end(&mut data).ok()?;
-            Some(HostKeyFile { name, data })
+            Some(HostKeyFile {
+                name,
+                data: Secret::new(data),
+            })
         })
         .collect();
     keys.sort_by(|a, b| a.name.cmp(&b.name));

@@ -288,21 +288,21 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
         let _ = writeln!(
             text,
             "extra-substituters = {}",
-            plan.nix.substituters.join(" ")
+            words(&plan.nix.substituters)
         );
     }
     if !plan.nix.trusted_public_keys.is_empty() {
         let _ = writeln!(
             text,
             "extra-trusted-public-keys = {}",
-            plan.nix.trusted_public_keys.join(" ")
+            words(&plan.nix.trusted_public_keys)
         );
     }
     if !secrets.nix_access_tokens.is_empty() {
         let tokens: Vec<String> = secrets
             .nix_access_tokens
             .iter()
-            .map(|(host, token)| format!("{host}={token}"))
+            .map(|(host, token)| format!("{host}={}", token.expose()))
             .collect();
         let _ = writeln!(text, "access-tokens = {}", tokens.join(" "));
     }
@@ -316,6 +316,15 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
     std::io::Write::write_all(&mut f, text.as_bytes())
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     Ok(path.to_path_buf())
+}
+
+/// Values as one space-separated `nix.conf` setting.
+fn words<T: std::fmt::Display>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

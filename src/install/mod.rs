@@ -404,10 +404,10 @@ impl Stage<'_> {
             &[
                 "copy",
                 "--from",
-                from,
+                from.as_str(),
                 "--to",
                 &format!("local?root={mnt_s}"),
-                system,
+                system.as_str(),
             ],
         )?;
         tools.run(
@@ -416,7 +416,7 @@ impl Stage<'_> {
                 "--root",
                 &mnt_s,
                 "--system",
-                system,
+                system.as_str(),
                 "--no-root-passwd",
                 "--no-channel-copy",
             ],

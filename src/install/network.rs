@@ -315,7 +315,7 @@ pub fn endpoints(plan: &Plan) -> Vec<Endpoint> {
         });
     }
     for s in &plan.nix.substituters {
-        if let Some((host, port)) = url_host(s) {
+        if let Some((host, port)) = url_host(s.as_str()) {
             let e = Endpoint {
                 host,
                 port,

@@ -37,7 +37,7 @@ pub fn write(mnt: &Path, flake_dir: &Path, plan: &Plan, log: Option<&Path>) -> R
         "instance_id={}\nflake={}\nsystem={}\n",
         plan.instance_id.as_deref().unwrap_or(""),
         plan.flake.reference,
-        plan.system.as_deref().unwrap_or("")
+        plan.system.as_ref().map_or("", |s| s.as_str())
     );
     write_file(&trail.join("installed"), &marker)?;
     if let Some(log) = log {

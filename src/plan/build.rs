@@ -37,9 +37,7 @@ pub fn installer_plan(config: &ValidConfig, uname_arch: &str) -> InstallerPlan {
         url: arch
             .and_then(|a| config.installer.url.resolve(a).ok())
             .unwrap_or_else(|| config.installer.url.template().to_string()),
-        sha256: arch
-            .and_then(|a| config.installer.sha256_for(a))
-            .map(|s| s.as_hex().to_string()),
+        sha256: arch.and_then(|a| config.installer.sha256_for(a)).cloned(),
     }
 }
 
@@ -97,7 +95,7 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
 
     let installer = installer_plan(config, &host.arch);
     guards.push(guard::installer_pinned(
-        installer.sha256.as_deref(),
+        installer.sha256.as_ref().map(|s| s.as_hex()),
         config.installer.allow_unpinned,
     ));
     guards.push(guard::installer_url(&installer.url));
@@ -132,31 +130,17 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         target: choice.target,
         other_disks: choice.other_disks,
         flake,
-        system: config.system.as_ref().map(|s| s.as_str().to_string()),
+        system: config.system.clone(),
         installer,
         memory: Some(memory),
         kernel_cmdline: None,
         guards,
         nix: NixPlan {
-            substituters: config
-                .nix
-                .substituters
-                .iter()
-                .map(|s| s.as_str().to_string())
-                .collect(),
-            trusted_public_keys: config
-                .nix
-                .trusted_public_keys
-                .iter()
-                .map(|k| k.as_str().to_string())
-                .collect(),
+            substituters: config.nix.substituters.clone(),
+            trusted_public_keys: config.nix.trusted_public_keys.clone(),
         },
         report: ReportPlan {
-            webhook_url: config
-                .report
-                .webhook_url
-                .as_ref()
-                .map(|u| u.as_str().to_string()),
+            webhook_url: config.report.webhook_url.clone(),
         },
         ssh_authorized_keys: keys,
         reboot: config.reboot,
@@ -219,7 +203,10 @@ impl Plan {
             out,
             "installer: {} (sha256 {})",
             self.installer.url,
-            self.installer.sha256.as_deref().unwrap_or("not pinned")
+            self.installer
+                .sha256
+                .as_ref()
+                .map_or("not pinned", |s| s.as_hex())
         );
         let _ = writeln!(
             out,

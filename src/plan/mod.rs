@@ -11,6 +11,7 @@ pub use build::{installer_plan, plan_install, PlanEnv};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{HttpUrl, Sha256, StorePath, TrustedPublicKey};
 use crate::facts::Firmware;
 use crate::provider::ProviderKind;
 use crate::refusal::{Guard, Refusal};
@@ -34,7 +35,7 @@ pub struct Plan {
     pub other_disks: Vec<OtherDisk>,
     pub flake: FlakeTarget,
     /// Prebuilt system store path (fleet mode): skip evaluation.
-    pub system: Option<String>,
+    pub system: Option<StorePath>,
     pub installer: InstallerPlan,
     /// The installer's size, the RAM the takeover needs and where stage 1 stages it.
     #[serde(default)]
@@ -82,7 +83,7 @@ pub struct FlakeTarget {
 pub struct InstallerPlan {
     /// With `{arch}` resolved.
     pub url: String,
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,14 +99,14 @@ pub struct GuardResult {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct NixPlan {
-    pub substituters: Vec<String>,
-    pub trusted_public_keys: Vec<String>,
+    pub substituters: Vec<HttpUrl>,
+    pub trusted_public_keys: Vec<TrustedPublicKey>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ReportPlan {
     /// The token travels in `secrets.json`, never here.
-    pub webhook_url: Option<String>,
+    pub webhook_url: Option<HttpUrl>,
 }
 
 impl GuardResult {

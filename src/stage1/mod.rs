@@ -417,7 +417,7 @@ impl Takeover<'_> {
         let before_fetch = usage();
         let installer = crate::fetch::fetch_installer(
             &plan.installer.url,
-            plan.installer.sha256.as_deref(),
+            plan.installer.sha256.as_ref().map(|s| s.as_hex()),
             &prepared.staged.path().join("installer"),
             crate::fetch::DEFAULT_MAX_BYTES,
         )?
@@ -497,16 +497,8 @@ fn remote_targets(
     plan: Option<&Plan>,
 ) -> RemoteTargets {
     RemoteTargets {
-        webhook_url: config
-            .report
-            .webhook_url
-            .as_ref()
-            .map(|u| u.as_str().to_string()),
-        webhook_token: config
-            .report
-            .webhook_token
-            .as_ref()
-            .map(|t| t.expose().to_string()),
+        webhook_url: config.report.webhook_url.clone(),
+        webhook_token: config.report.webhook_token.clone(),
         gcp_metadata_base: plan
             .is_some_and(|p| p.provider == ProviderKind::Gcp)
             .then(|| {
@@ -616,13 +608,9 @@ fn build_payload(
             .nix
             .access_tokens
             .iter()
-            .map(|(host, token)| (host.as_str().to_string(), token.expose().to_string()))
+            .map(|(host, token)| (host.as_str().to_string(), token.clone()))
             .collect(),
-        webhook_token: config
-            .report
-            .webhook_token
-            .as_ref()
-            .map(|t| t.expose().to_string()),
+        webhook_token: config.report.webhook_token.clone(),
     };
     let network = crate::handoff::NetworkHandoff::from_facts(&facts);
     Ok(Payload {
