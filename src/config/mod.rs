@@ -404,13 +404,16 @@ impl ValidConfig {
         let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let _ = writeln!(out, "  flake: {}", self.flake);
         let _ = writeln!(out, "  disk: {}", self.disk);
-        let pinned: Vec<&str> = self.installer.sha256.keys().map(|a| a.as_str()).collect();
+        let pinned: Vec<String> = self
+            .installer
+            .sha256
+            .iter()
+            .map(|(arch, sha)| format!("{} {sha}", arch.as_str()))
+            .collect();
         let pins = match (pinned.is_empty(), self.installer.allow_unpinned) {
-            (false, _) => format!("sha256 pinned for {}", pinned.join(", ")),
+            (false, _) => format!("sha256 pinned: {}", pinned.join(", ")),
             (true, true) => "unpinned, allowed by allow_unpinned".to_string(),
-            (true, false) => "no sha256 pinned: stage 1 will refuse it; pin installer.sha256 \
-                              or set allow_unpinned"
-                .to_string(),
+            (true, false) => "no sha256 pinned".to_string(),
         };
         let _ = writeln!(
             out,

@@ -99,6 +99,7 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
     guards.push(guard::installer_pinned(
         installer.sha256.as_deref(),
         config.installer.allow_unpinned,
+        config.installer.is_default,
     ));
     guards.push(guard::installer_url(&installer.url));
 
