@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::GuardResult;
 use crate::config::{Arch, Installer};
 use crate::facts::{Facts, HostFacts};
-use crate::refusal::Guard;
+use crate::refusal::{Guard, Refusal};
 
 /// Architectures with an installer.
 pub const SUPPORTED_ARCHES: [&str; 2] = ["x86_64", "aarch64"];
@@ -123,8 +123,7 @@ pub fn installer_pinned(
         (Some(hex), _) => format!("sha256 {hex}"),
         (None, true) => "unpinned, allowed by allow_unpinned".into(),
         (None, false) if default_url => {
-            "the default installer, and this build carries no digest for it on this \
-             architecture (a development build)"
+            "the default installer, which this build carries no digest for (a development build)"
                 .into()
         }
         (None, false) => "no sha256 for this architecture".into(),
@@ -153,7 +152,7 @@ const UPSTREAM_RELEASES: &str = "https://github.com/nix-community/nixos-images/r
 pub fn installer_not_upstream(url: &str) -> GuardResult {
     let upstream = url.starts_with(UPSTREAM_RELEASES);
     check(
-        "installer-stage2",
+        Guard::InstallerStage2,
         !upstream,
         if upstream {
             format!("{url}: nixos-images' own tarball, which has no nixos-lift stage 2")
@@ -218,33 +217,28 @@ impl ConfigRefusals {
     /// Warns about each refusal on one of `arches` (the ones the VMs may have); refuses when
     /// none of them is left, as then no machine could be taken over. `file` names the config.
     pub fn check(&self, arches: &[Arch], file: &std::path::Path) -> crate::Result<()> {
-        let lines = self.lines(arches);
+        let refusals = self.refusals(arches);
         if arches.iter().all(|a| self.refuses(*a)) {
             return Err(crate::Error::Guards {
-                action: format!("take over any machine with {}", file.display()),
-                refusals: lines,
+                action: "take over any machine with this config",
+                refusals,
             });
         }
-        for line in lines {
-            tracing::warn!("stage 1 would refuse {} on {line}", file.display());
+        for refusal in refusals {
+            tracing::warn!("stage 1 would refuse {}: {refusal}", file.display());
         }
         Ok(())
     }
 
-    /// One line per refusal among `arches`: `ARCH: GUARD: found ..., needed ...; way out: ...`.
-    pub fn lines(&self, arches: &[Arch]) -> Vec<String> {
+    /// The refusals on `arches`, each `found` naming its arch.
+    pub fn refusals(&self, arches: &[Arch]) -> Vec<Refusal> {
         self.0
             .iter()
             .filter(|(arch, _)| arches.contains(arch))
             .map(|(arch, g)| {
-                format!(
-                    "{}: {}: found {}, needed {}; way out: {}",
-                    arch.as_str(),
-                    g.name,
-                    g.found,
-                    g.needed,
-                    g.way_out
-                )
+                let mut refusal = g.refusal();
+                refusal.found = format!("{} (on {})", refusal.found, arch.as_str());
+                refusal
             })
             .collect()
     }
@@ -405,10 +399,16 @@ mod tests {
         ));
         let refusals = ConfigRefusals::of(&one_arch);
         assert_eq!(refusals.usable(), [Arch::X86_64]);
-        let lines = refusals.lines(&Arch::ALL);
+        let lines: Vec<String> = refusals
+            .refusals(&Arch::ALL)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
-            lines[0].starts_with("aarch64: installer-pinned: found no sha256"),
+            lines[0].starts_with(
+                "installer-pinned: found no sha256 for this architecture (on aarch64)"
+            ),
             "{lines:?}"
         );
         assert!(
@@ -421,7 +421,10 @@ mod tests {
         ));
         let refusals = ConfigRefusals::of(&plain_http);
         assert!(refusals.usable().is_empty());
-        assert!(refusals.lines(&[Arch::X86_64])[0].contains("installer-url"));
+        assert_eq!(
+            refusals.refusals(&[Arch::X86_64])[0].guard,
+            Guard::InstallerUrl
+        );
 
         let upstream = installer(
             "installer:\n  url: https://github.com/nix-community/nixos-images/releases/download/\
@@ -430,7 +433,10 @@ mod tests {
         );
         let refusals = ConfigRefusals::of(&upstream);
         assert!(refusals.usable().is_empty());
-        assert!(refusals.lines(&[Arch::X86_64])[0].contains("installer-stage2"));
+        assert_eq!(
+            refusals.refusals(&[Arch::X86_64])[0].guard,
+            Guard::InstallerStage2
+        );
 
         let fine =
             installer("installer:\n  url: https://example.org/i.tar.gz\n  allow_unpinned: true\n");
