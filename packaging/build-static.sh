@@ -32,6 +32,15 @@
 # The explicit --target keeps RUSTFLAGS away from build scripts and proc macros, and gives
 # the static build its own directory next to the ordinary debug build.
 set -euo pipefail
+# --list-assets reads DIR as given (the other paths are relative to the repository root).
+if [ "${1:-}" = --list-assets ]; then
+    if [ $# -ne 2 ] || [ ! -f "$2/SHA256SUMS" ]; then
+        echo "usage: packaging/build-static.sh --list-assets DIR (an assembled release with SHA256SUMS)" >&2
+        exit 2
+    fi
+    find "$2" -maxdepth 1 -type f | LC_ALL=C sort
+    exit 0
+fi
 cd "$(dirname "$0")/.."
 
 usage() {
@@ -39,11 +48,6 @@ usage() {
     echo "       packaging/build-static.sh --list-assets DIR" >&2
     exit 2
 }
-if [ "${1:-}" = --list-assets ]; then
-    if [ $# -ne 2 ] || [ ! -f "$2/SHA256SUMS" ]; then usage; fi
-    find "$2" -maxdepth 1 -type f | LC_ALL=C sort
-    exit 0
-fi
 profile=release
 dist=""
 aarch64=""
