@@ -218,7 +218,8 @@ impl ConfigRefusals {
     /// none of them is left, as then no machine could be taken over. `file` names the config.
     pub fn check(&self, arches: &[Arch], file: &std::path::Path) -> crate::Result<()> {
         let refusals = self.refusals(arches);
-        if arches.iter().all(|a| self.refuses(*a)) {
+        // No arch at all is the caller's usage error (user-data without --agent-sha256).
+        if !arches.is_empty() && arches.iter().all(|a| self.refuses(*a)) {
             return Err(crate::Error::Guards {
                 action: "take over any machine with this config",
                 refusals,
