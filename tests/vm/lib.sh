@@ -942,7 +942,8 @@ begin_scenario() {
 
 # expect_plain_agent_lines: no line nixos-lift wrote to the serial console carries an escape
 # byte. Its lines are found in the stripped text (stage 1's and stage 2's `nixos-lift: ...`
-# and log lines, bare or behind the journal's `ident[pid]: ` on the console) and checked in
+# and log lines, bare, behind the journal's `ident[pid]: ` on the console, or relayed by the
+# installer fixture's `installer-fixture: check: `) and checked in
 # the raw stream, where the firmware's and systemd's own escapes stay allowed.
 expect_plain_agent_lines() {
     local out
@@ -950,7 +951,8 @@ expect_plain_agent_lines() {
 import re, sys
 escape = re.compile(rb"\x1b\[[0-9;=?]*[A-Za-z]")
 agent = re.compile(
-    rb"(^|\S\[[0-9]+\]: )(nixos-lift(-bootstrap)?: | ?(TRACE|DEBUG|INFO|WARN|ERROR) )")
+    rb"(^|\S\[[0-9]+\]: |installer-fixture: check: )"
+    rb"(nixos-lift(-bootstrap)?: | ?(TRACE|DEBUG|INFO|WARN|ERROR) )")
 seen = bad = 0
 for raw in open(sys.argv[1], "rb").read().replace(b"\r", b"").split(b"\n"):
     if agent.search(escape.sub(b"", raw)):
