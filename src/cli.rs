@@ -20,7 +20,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Log format on stderr: `text` for people, `json` for machines. [default: text]
+    /// Log format on stderr: `text` for people, `json` for machines.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// More log detail; repeat for more (-v debug, -vv trace). NIXOS_LIFT_LOG overrides.
@@ -81,25 +81,24 @@ pub struct InstallArgs {
     #[arg(long, value_name = "DIR", default_value = crate::handoff::STAGE2_DIR)]
     pub handoff: PathBuf,
     /// Read /sys, /proc, /dev and write /run, /mnt, /etc under this directory instead of /;
-    /// a rehearsal never reboots. [default: /]
+    /// a rehearsal never reboots.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     /// Where progress lines go besides the journal; repeat for several. /dev/tty0 is the
     /// screen that VNC consoles (Hetzner, DigitalOcean) show when the serial port is
-    /// /dev/console. [default: /dev/console /dev/tty0]
+    /// /dev/console.
     #[arg(long, value_name = "PATH", default_values = ["/dev/console", "/dev/tty0"])]
     pub console: Vec<PathBuf>,
-    /// The kernel log device for progress lines. [default: /dev/kmsg]
+    /// The kernel log device for progress lines.
     #[arg(long, value_name = "PATH", default_value = "/dev/kmsg")]
     pub kmsg: PathBuf,
-    /// Seconds to wait for the flake's host and the substituters to answer. [default: 300]
+    /// Seconds to wait for the flake's host and the substituters to answer.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub network_timeout: u64,
     /// Leave the network as it is (a rehearsal outside a network namespace).
     #[arg(long)]
     pub skip_network: bool,
     /// GCP metadata server for the `nixos-lift/status` guest attribute.
-    /// [default: http://169.254.169.254]
     #[arg(long, value_name = "URL", default_value = crate::report::GCP_METADATA_BASE)]
     pub metadata_base: String,
     /// Stop after this phase, without writing the disk.
@@ -110,7 +109,7 @@ pub struct InstallArgs {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Read /sys, /proc, /dev and /etc under this directory instead of /, for fixtures and
-    /// rehearsals. [default: /]
+    /// rehearsals.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
 }
@@ -131,7 +130,7 @@ pub struct DetectArgs {
 pub struct MetadataArgs {
     /// Cloud provider: `auto` identifies it (DMI, then the metadata services); a name forces it:
     /// aws, gcp, azure, hetzner, digitalocean, vultr, akamai, oracle, scaleway, openstack,
-    /// exoscale, upcloud, alibaba, nocloud, none. [default: auto]
+    /// exoscale, upcloud, alibaba, nocloud, none.
     #[arg(long, value_name = "NAME|auto", default_value = "auto", value_parser = parse_provider)]
     pub provider: ProviderArg,
     /// Testing and rehearsal only: send every metadata request to this URL instead, replacing
@@ -140,7 +139,7 @@ pub struct MetadataArgs {
     #[arg(long, value_name = "URL")]
     pub metadata_base: Option<reqwest::Url>,
     /// Seconds the whole metadata phase may take, all retries included; 0 identifies the cloud
-    /// from local signals (DMI) only. [default: 120]
+    /// from local signals (DMI) only.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub metadata_timeout: u64,
 }
@@ -247,7 +246,7 @@ pub struct HandoffCheckArgs {
     /// Check a payload archive file (gzip'd newc) instead of a directory.
     #[arg(long, value_name = "FILE")]
     pub archive: Option<PathBuf>,
-    /// Output format. [default: text]
+    /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
@@ -348,5 +347,40 @@ mod tests {
             defaults.to_args(),
             ["--provider", "auto", "--metadata-timeout=120"]
         );
+    }
+
+    /// Every option's help, in every subcommand, names its default at most once: clap appends
+    /// `[default: …]` itself unless the default is hidden.
+    #[test]
+    fn help_names_each_default_once() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let written = arg
+                    .get_help()
+                    .into_iter()
+                    .chain(arg.get_long_help())
+                    .any(|h| h.to_string().contains("[default:"));
+                let shown =
+                    !arg.is_hide_default_value_set() && !arg.get_default_values().is_empty();
+                assert!(
+                    !(written && shown),
+                    "{path} --{}: default both in the help text and from clap",
+                    arg.get_id()
+                );
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        walk(&cmd, "nixos-lift");
+        let help = cmd
+            .find_subcommand_mut("run")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert_eq!(help.matches("[default: auto]").count(), 1, "{help}");
     }
 }

@@ -1,7 +1,9 @@
 //! Dispatch from parsed CLI to the library.
 
 use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand, HandoffCommand};
+use crate::config::Arch;
 use crate::host::{self, SysRoot};
+use crate::plan::guard::ConfigRefusals;
 use crate::{config, output, provider, Result};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -27,8 +29,17 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Command::Config(ConfigCommand::Check { file }) => {
             let valid = config::ValidConfig::load(&file)?;
-            print!("{}: ok\n{}", file.display(), valid.summary());
-            Ok(())
+            let refusals = ConfigRefusals::of(&valid.installer);
+            let verdict = match refusals.usable().as_slice() {
+                [] => "valid, but stage 1 refuses it on every architecture".to_string(),
+                usable if usable.len() == Arch::ALL.len() => "ok".to_string(),
+                usable => {
+                    let names: Vec<&str> = usable.iter().map(|a| a.as_str()).collect();
+                    format!("ok for {} only", names.join(", "))
+                }
+            };
+            print!("{}: {verdict}\n{}", file.display(), valid.summary());
+            refusals.check(&Arch::ALL, &file)
         }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);

@@ -24,6 +24,7 @@ pub mod refusal;
 pub mod report;
 pub mod sshkey;
 pub mod stage1;
+pub mod terminal;
 pub mod userdata;
 
 mod command;

@@ -1,7 +1,6 @@
 //! Logging: to stderr, and to journald as well when its socket exists and stderr is not
 //! already the journal.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::filter::filter_fn;
@@ -36,9 +35,15 @@ pub fn init(args: &GlobalArgs) {
     } else {
         tracing_journald::layer().ok()
     };
-    let ansi = std::io::stderr().is_terminal();
+    let ansi = crate::terminal::Stderr::current().colours();
     let stderr = match args.log_format {
-        LogFormat::Json => Some(fmt::layer().json().with_writer(std::io::stderr).boxed()),
+        LogFormat::Json => Some(
+            fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .boxed(),
+        ),
         LogFormat::Text => {
             let progress = |meta: &tracing::Metadata<'_>| meta.target() == PROGRESS_TARGET;
             let plain = fmt::layer()

@@ -1,9 +1,18 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{ColorChoice, CommandFactory, FromArgMatches};
+
+use nixos_lift::cli::Cli;
 
 fn main() -> ExitCode {
-    let cli = nixos_lift::cli::Cli::parse();
+    // clap styles usage errors and help only where log lines may be coloured too.
+    let color = if nixos_lift::terminal::Stderr::current().colours() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let cli = Cli::from_arg_matches(&Cli::command().color(color).get_matches())
+        .unwrap_or_else(|err| err.exit());
     nixos_lift::logging::init(&cli.global);
     match nixos_lift::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use base64::Engine;
 
+use crate::config::Arch;
 use crate::provider::ProviderKind;
 use crate::{Error, Result};
 
@@ -26,37 +27,6 @@ pub const DEFAULT_AGENT_URL: &str = concat!(
 
 /// Where cloud-init writes the config; `run` is started with `--config` pointing here.
 pub const CONFIG_PATH: &str = "/etc/nixos-lift/config.yaml";
-
-/// The architectures a release ships agents for, spelled as `uname -m` prints them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    X86_64,
-    Aarch64,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::X86_64 => "x86_64",
-            Self::Aarch64 => "aarch64",
-        }
-    }
-}
-
-impl FromStr for Arch {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        // Accept the Debian and cloud spellings too: people copy them from instance-type pages.
-        match s {
-            "x86_64" | "amd64" => Ok(Self::X86_64),
-            "aarch64" | "arm64" => Ok(Self::Aarch64),
-            other => Err(format!(
-                "unknown architecture `{other}` (x86_64 or aarch64)"
-            )),
-        }
-    }
-}
 
 /// A pinned agent checksum, `ARCH=HEX` on the command line.
 #[derive(Clone, PartialEq, Eq)]
@@ -78,7 +48,12 @@ impl FromStr for AgentPin {
         let (arch, hex) = s
             .split_once('=')
             .ok_or_else(|| format!("`{s}` is not ARCH=SHA256, e.g. x86_64=<64 hex digits>"))?;
-        let arch: Arch = arch.parse()?;
+        // Debian's and the clouds' spellings too: people copy them from instance-type pages.
+        let arch = match arch {
+            "amd64" => Some(Arch::X86_64),
+            other => Arch::from_uname(other),
+        }
+        .ok_or_else(|| format!("unknown architecture `{arch}` (x86_64 or aarch64)"))?;
         let sha256 = hex.to_ascii_lowercase();
         if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!(
@@ -293,8 +268,11 @@ fn gzip_base64(text: &str) -> Result<(usize, String)> {
 
 /// Reads the config file after the same check `config check` makes: a config the agent would
 /// reject is refused here, before it is baked into a VM.
-fn read_config(path: &Path) -> Result<String> {
-    crate::config::Config::load(path)?.validate()?;
+/// Reads the config, first refusing one that no VM with a pinned agent could use.
+fn read_config(path: &Path, pins: &[AgentPin]) -> Result<String> {
+    let valid = crate::config::Config::load(path)?.validate()?;
+    let arches: Vec<Arch> = pins.iter().map(|p| p.arch).collect();
+    crate::plan::guard::ConfigRefusals::of(&valid.installer).check(&arches, path)?;
     std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading config {}", path.display()), e))
 }
@@ -311,7 +289,7 @@ pub struct Options<'a> {
 
 /// Builds the user-data and returns what to print.
 pub fn build(opts: &Options<'_>) -> Result<String> {
-    let config = read_config(opts.config)?;
+    let config = read_config(opts.config, opts.pins)?;
     let text = UserData {
         config: &config,
         agent_url: opts.agent_url,

@@ -72,15 +72,75 @@ fn assert_accepted(path: &Path) -> Run {
     run
 }
 
+/// Whether this build carries digests for its default installer (a release build does).
+fn build_has_default_pins() -> bool {
+    !nixos_lift::config::default_installer_pins().is_empty()
+}
+
+/// A config that names no installer: accepted by a release build, whose default installer is
+/// pinned; otherwise refused with exit 10, naming the guard and the way out.
+fn assert_default_installer_verdict(path: &Path) -> Run {
+    if build_has_default_pins() {
+        return assert_accepted(path);
+    }
+    let run = check(path);
+    assert_eq!(run.code, Some(10), "{}: {}", path.display(), run.stderr);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "{}: valid, but stage 1 refuses it on every architecture\n",
+            path.display()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(
+            "refusing to take over any machine with this config: installer-pinned: found the \
+             default installer, which this build carries no digest for (a development build) \
+             (on x86_64), needed installer.sha256 for this architecture; way out: run a release \
+             build"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("(on aarch64)"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("way out: run a release build"),
+        "{}",
+        run.stderr
+    );
+    run
+}
+
 #[test]
-fn the_shipped_example_is_accepted() {
-    let run = assert_accepted(&repo().join("cloud-init/nixos-lift.example.yaml"));
+fn the_shipped_example_is_judged_as_stage_1_would() {
+    let run = assert_default_installer_verdict(&repo().join("cloud-init/nixos-lift.example.yaml"));
     assert!(run.stdout.contains("  flake: "), "{}", run.stdout);
     assert!(
         run.stdout
             .contains("min_memory: computed from the installer's size (default)"),
         "{}",
         run.stdout
+    );
+}
+
+#[test]
+fn a_config_pinned_for_one_arch_is_ok_for_that_arch_only_and_says_why() {
+    let run = check(&fixtures().join("good-minimal.yaml"));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains(": ok for x86_64 only\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("stage 1 would refuse")
+            && run
+                .stderr
+                .contains("installer-pinned: found no sha256 for this architecture (on aarch64)")
+            && run.stderr.contains("way out: pin installer.sha256"),
+        "{}",
+        run.stderr
     );
 }
 
@@ -95,19 +155,17 @@ fn config_example_prints_the_shipped_example() {
 
 #[test]
 fn good_fixtures_are_accepted() {
-    for name in ["good-minimal.yaml", "good-full.yaml", "good-fleet.yaml"] {
+    for name in ["good-full.yaml", "good-fleet.yaml"] {
         assert_accepted(&fixtures().join(name));
     }
 }
 
 #[test]
-fn a_flake_alone_is_accepted_and_the_summary_says_whether_the_installer_is_pinned() {
-    let run = assert_accepted(&fixtures().join("good-flake-only.yaml"));
-    let unpinned = "no sha256 pinned: stage 1 will refuse it";
-    let build_has_pins = !nixos_lift::config::default_installer_pins().is_empty();
+fn a_flake_alone_is_judged_by_whether_the_build_pins_its_default_installer() {
+    let run = assert_default_installer_verdict(&fixtures().join("good-flake-only.yaml"));
     assert_eq!(
-        run.stdout.contains(unpinned),
-        !build_has_pins,
+        run.stdout.contains("(no sha256 pinned)"),
+        !build_has_default_pins(),
         "{}",
         run.stdout
     );
@@ -206,7 +264,7 @@ fn a_readable_file_with_secrets_gets_a_warning_and_a_private_one_does_not() {
     assert!(!run.stderr.contains("WARN"), "{}", run.stderr);
 
     // No secrets, no warning, whatever the mode.
-    fs::copy(fixtures().join("good-minimal.yaml"), &path).unwrap_or_else(|e| panic!("{e}"));
+    fs::copy(fixtures().join("good-fleet.yaml"), &path).unwrap_or_else(|e| panic!("{e}"));
     chmod(0o644);
     assert!(!check(&path).stderr.contains("WARN"));
 }
@@ -253,4 +311,48 @@ fn unreadable_empty_and_odd_files_are_config_errors() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn user_data_refuses_a_config_no_pinned_agent_arch_could_use() {
+    let sha = "1".repeat(64);
+    let example = repo().join("cloud-init/nixos-lift.example.yaml");
+    let run = nixos_lift(&[
+        "user-data",
+        "--config",
+        &example.to_string_lossy(),
+        "--agent-sha256",
+        &format!("x86_64={sha}"),
+    ]);
+    if build_has_default_pins() {
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+    } else {
+        assert_eq!(run.code, Some(10), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        assert!(
+            run.stderr
+                .contains("installer-pinned: found the default installer"),
+            "{}",
+            run.stderr
+        );
+    }
+    // Pinned for x86_64 only: fine for x86_64 agents, refused when only aarch64 ones are pinned.
+    let minimal = fixtures().join("good-minimal.yaml");
+    let arm_only = nixos_lift(&[
+        "user-data",
+        "--config",
+        &minimal.to_string_lossy(),
+        "--agent-sha256",
+        &format!("aarch64={sha}"),
+    ]);
+    assert_eq!(arm_only.code, Some(10), "{}", arm_only.stderr);
+    let x86 = nixos_lift(&[
+        "user-data",
+        "--config",
+        &minimal.to_string_lossy(),
+        "--agent-sha256",
+        &format!("x86_64={sha}"),
+    ]);
+    assert_eq!(x86.code, Some(0), "{}", x86.stderr);
+    assert!(x86.stdout.starts_with("#cloud-config"), "{}", x86.stdout);
 }

@@ -39,16 +39,21 @@ pub const EXAMPLE: &str = include_str!("../../cloud-init/nixos-lift.example.yaml
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// `installer.url` when the file gives none: the installer released with this very agent, so
-/// the handoff format always matches.
-pub const DEFAULT_INSTALLER_URL: &str = concat!(
-    "https://github.com/nixos-lift/nixos-lift/releases/download/v",
-    env!("CARGO_PKG_VERSION"),
-    "/nixos-lift-installer-{arch}-linux.tar.gz"
-);
+/// the handoff format always matches. The release pipeline stamps its own release's URL in
+/// (`NIXOS_LIFT_INSTALLER_URL` at build time, so a fork's release points at the fork).
+pub const DEFAULT_INSTALLER_URL: &str = match option_env!("NIXOS_LIFT_INSTALLER_URL") {
+    Some(url) => url,
+    None => concat!(
+        "https://github.com/nixos-lift/nixos-lift/releases/download/v",
+        env!("CARGO_PKG_VERSION"),
+        "/nixos-lift-installer-{arch}-linux.tar.gz"
+    ),
+};
 
 /// Digests of the default installer, compiled into release builds
-/// (`NIXOS_LIFT_INSTALLER_SHA256_X86_64=... cargo build --release`). A build without them
-/// has no pins, and stage 1 refuses the default installer unless the file pins or allows it.
+/// (`NIXOS_LIFT_INSTALLER_SHA256_X86_64=... cargo build --release`; packaging/build-static.sh
+/// `--installer ARCH=FILE` sets them). A build without them has no pins, and stage 1 refuses
+/// the default installer unless the file pins or allows it.
 pub fn default_installer_pins() -> BTreeMap<Arch, Sha256> {
     [
         (
@@ -404,13 +409,16 @@ impl ValidConfig {
         let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         let _ = writeln!(out, "  flake: {}", self.flake);
         let _ = writeln!(out, "  disk: {}", self.disk);
-        let pinned: Vec<&str> = self.installer.sha256.keys().map(|a| a.as_str()).collect();
+        let pinned: Vec<String> = self
+            .installer
+            .sha256
+            .iter()
+            .map(|(arch, sha)| format!("{} {sha}", arch.as_str()))
+            .collect();
         let pins = match (pinned.is_empty(), self.installer.allow_unpinned) {
-            (false, _) => format!("sha256 pinned for {}", pinned.join(", ")),
+            (false, _) => format!("sha256 pinned: {}", pinned.join(", ")),
             (true, true) => "unpinned, allowed by allow_unpinned".to_string(),
-            (true, false) => "no sha256 pinned: stage 1 will refuse it; pin installer.sha256 \
-                              or set allow_unpinned"
-                .to_string(),
+            (true, false) => "no sha256 pinned".to_string(),
         };
         let _ = writeln!(
             out,

@@ -97,6 +97,7 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
     guards.push(guard::installer_pinned(
         installer.sha256.as_ref().map(|s| s.as_hex()),
         config.installer.allow_unpinned,
+        config.installer.is_default,
     ));
     guards.push(guard::installer_url(&installer.url));
 

@@ -4,8 +4,9 @@
 use std::net::IpAddr;
 
 use super::GuardResult;
+use crate::config::{Arch, Installer};
 use crate::facts::{Facts, HostFacts};
-use crate::refusal::Guard;
+use crate::refusal::{Guard, Refusal};
 
 /// Architectures with an installer.
 pub const SUPPORTED_ARCHES: [&str; 2] = ["x86_64", "aarch64"];
@@ -111,21 +112,137 @@ pub fn kexec_allowed(host: &HostFacts, ima_kexec_appraise: bool) -> GuardResult 
     )
 }
 
-/// `installer.sha256` pinned for this arch, unless `allow_unpinned`.
-pub fn installer_pinned(sha256: Option<&str>, allow_unpinned: bool) -> GuardResult {
+/// `installer.sha256` pinned for this arch, unless `allow_unpinned`. `default_url`: the config
+/// names no installer, so the pin would have come with this build.
+pub fn installer_pinned(
+    sha256: Option<&str>,
+    allow_unpinned: bool,
+    default_url: bool,
+) -> GuardResult {
     let found = match (sha256, allow_unpinned) {
         (Some(hex), _) => format!("sha256 {hex}"),
         (None, true) => "unpinned, allowed by allow_unpinned".into(),
+        (None, false) if default_url => {
+            "the default installer, which this build carries no digest for (a development build)"
+                .into()
+        }
         (None, false) => "no sha256 for this architecture".into(),
+    };
+    let way_out = if default_url {
+        "run a release build of nixos-lift (its default installer is pinned), or set \
+         installer.url and installer.sha256 to an installer you built"
+    } else {
+        "pin installer.sha256 (`sha256sum` of the tarball), or set installer.allow_unpinned: \
+         true to accept whatever the URL serves"
     };
     check(
         Guard::InstallerPinned,
         sha256.is_some() || allow_unpinned,
         found,
         "installer.sha256 for this architecture",
-        "pin installer.sha256 (`sha256sum` of the tarball), or set installer.allow_unpinned: \
-         true to accept whatever the URL serves",
+        way_out,
     )
+}
+
+/// Where nixos-images publishes its own kexec tarballs, which carry no nixos-lift stage 2.
+const UPSTREAM_RELEASES: &str = "https://github.com/nix-community/nixos-images/releases/";
+
+/// Not nixos-images' own release tarball: stage 1 would download it and then refuse it
+/// (`installer-stage2`), as nothing in it would install the flake after the kexec.
+pub fn installer_not_upstream(url: &str) -> GuardResult {
+    let upstream = url.starts_with(UPSTREAM_RELEASES);
+    check(
+        Guard::InstallerStage2,
+        !upstream,
+        if upstream {
+            format!("{url}: nixos-images' own tarball, which has no nixos-lift stage 2")
+        } else {
+            url.to_string()
+        },
+        "nixos-lift's installer (nixos-images' kexec image plus nixos-lift's stage 2)",
+        "leave installer.url unset for the release's installer, or build one with `nix build \
+         .#installer` and pin it",
+    )
+}
+
+/// The guards the config alone decides for machines of `arch`: a refusal here is one stage 1
+/// makes on every such machine, so `config check` and `user-data` report it before any exists.
+pub fn config_guards(installer: &Installer, arch: Arch) -> Vec<GuardResult> {
+    let url = installer
+        .url
+        .resolve(arch)
+        .unwrap_or_else(|_| installer.url.template().to_string());
+    vec![
+        installer_pinned(
+            installer.sha256_for(arch).map(|s| s.as_hex()),
+            installer.allow_unpinned,
+            installer.is_default,
+        ),
+        installer_url(&url),
+        installer_not_upstream(&url),
+    ]
+}
+
+/// What stage 1 would refuse on each architecture for the config's reasons alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRefusals(Vec<(Arch, GuardResult)>);
+
+impl ConfigRefusals {
+    pub fn of(installer: &Installer) -> Self {
+        Self(
+            Arch::ALL
+                .into_iter()
+                .flat_map(|arch| {
+                    config_guards(installer, arch)
+                        .into_iter()
+                        .filter(|g| !g.ok)
+                        .map(move |g| (arch, g))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn refuses(&self, arch: Arch) -> bool {
+        self.0.iter().any(|(a, _)| *a == arch)
+    }
+
+    /// The architectures on which nothing in the config alone stops stage 1.
+    pub fn usable(&self) -> Vec<Arch> {
+        Arch::ALL
+            .into_iter()
+            .filter(|a| !self.refuses(*a))
+            .collect()
+    }
+
+    /// Warns about each refusal on one of `arches` (the ones the VMs may have); refuses when
+    /// none of them is left, as then no machine could be taken over. `file` names the config.
+    pub fn check(&self, arches: &[Arch], file: &std::path::Path) -> crate::Result<()> {
+        let refusals = self.refusals(arches);
+        // No arch at all is the caller's usage error (user-data without --agent-sha256).
+        if !arches.is_empty() && arches.iter().all(|a| self.refuses(*a)) {
+            return Err(crate::Error::Guards {
+                action: "take over any machine with this config",
+                refusals,
+            });
+        }
+        for refusal in refusals {
+            tracing::warn!("stage 1 would refuse {}: {refusal}", file.display());
+        }
+        Ok(())
+    }
+
+    /// The refusals on `arches`, each `found` naming its arch.
+    pub fn refusals(&self, arches: &[Arch]) -> Vec<Refusal> {
+        self.0
+            .iter()
+            .filter(|(arch, _)| arches.contains(arch))
+            .map(|(arch, g)| {
+                let mut refusal = g.refusal();
+                refusal.found = format!("{} (on {})", refusal.found, arch.as_str());
+                refusal
+            })
+            .collect()
+    }
 }
 
 /// https only; `file:` and plain http to a loopback or link-local address for rehearsals.
@@ -258,10 +375,73 @@ mod tests {
 
     #[test]
     fn pinning() {
-        assert!(installer_pinned(Some("ab"), false).ok);
-        assert!(installer_pinned(None, true).ok);
-        let g = installer_pinned(None, false);
+        assert!(installer_pinned(Some("ab"), false, false).ok);
+        assert!(installer_pinned(None, true, false).ok);
+        let g = installer_pinned(None, false, false);
         assert!(!g.ok && g.way_out.contains("allow_unpinned"));
+        let g = installer_pinned(None, false, true);
+        assert!(!g.ok && g.way_out.contains("release build"), "{g:?}");
+    }
+
+    fn installer(yaml: &str) -> Installer {
+        let text = format!("flake: github:me/hosts#web\n{yaml}");
+        crate::config::Config::parse(std::path::Path::new("c.yaml"), text)
+            .unwrap()
+            .validate()
+            .unwrap()
+            .installer
+    }
+
+    #[test]
+    fn config_refusals_name_each_arch_the_config_alone_stops() {
+        let hex = "ab".repeat(32);
+        let one_arch = installer(&format!(
+            "installer:\n  url: https://example.org/i-{{arch}}.tar.gz\n  sha256:\n    x86_64: {hex}\n"
+        ));
+        let refusals = ConfigRefusals::of(&one_arch);
+        assert_eq!(refusals.usable(), [Arch::X86_64]);
+        let lines: Vec<String> = refusals
+            .refusals(&Arch::ALL)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "installer-pinned: found no sha256 for this architecture (on aarch64)"
+            ),
+            "{lines:?}"
+        );
+        assert!(
+            lines[0].contains("way out: pin installer.sha256"),
+            "{lines:?}"
+        );
+
+        let plain_http = installer(&format!(
+            "installer:\n  url: http://example.org/i.tar.gz\n  sha256:\n    x86_64: {hex}\n"
+        ));
+        let refusals = ConfigRefusals::of(&plain_http);
+        assert!(refusals.usable().is_empty());
+        assert_eq!(
+            refusals.refusals(&[Arch::X86_64])[0].guard,
+            Guard::InstallerUrl
+        );
+
+        let upstream = installer(
+            "installer:\n  url: https://github.com/nix-community/nixos-images/releases/download/\
+             nixos-24.11/nixos-kexec-installer-noninteractive-{arch}-linux.tar.gz\n  \
+             allow_unpinned: true\n",
+        );
+        let refusals = ConfigRefusals::of(&upstream);
+        assert!(refusals.usable().is_empty());
+        assert_eq!(
+            refusals.refusals(&[Arch::X86_64])[0].guard,
+            Guard::InstallerStage2
+        );
+
+        let fine =
+            installer("installer:\n  url: https://example.org/i.tar.gz\n  allow_unpinned: true\n");
+        assert_eq!(ConfigRefusals::of(&fine).usable(), Arch::ALL);
     }
 
     #[test]

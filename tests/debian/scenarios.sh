@@ -48,8 +48,8 @@ boot_debian() {
     printf '%q ' qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.cmd"
     log "booting the Debian image: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMP} vCPU, ${VM_SMBIOS[0]} (timeout ${VM_TIMEOUT}s)"
     set +e
-    timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null 2>&1 |
-        sed -u 's/\r//g; s/\x1b\[[0-9;=?]*[A-Za-z]//g' | tee "$RUN/console.log" |
+    timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null 2>&1 | tee "$RUN/console.raw" |
+        strip_console | tee "$RUN/console.log" |
         if [ "$quiet" = yes ]; then cat >/dev/null; else sed -u 's/^/    | /'; fi
     VM_STATUS=${PIPESTATUS[0]}
     set -e

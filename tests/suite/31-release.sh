@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The static release build: packaging/build-static.sh --release --dist builds the x86_64 agent
+# The static release build, as the release pipeline (.github/workflows/release.yml) runs it but
+# dry: packaging/build-static.sh --release --installer ... --dist builds the x86_64 agent
 # (glibc crt-static, rustls, the release profile with LTO) and assembles the release files. The
 # binary must be static, must run in an empty chroot, and must do TLS there with its built-in
 # root store; the release directory must hold both agents, completions that load, man pages that
@@ -29,7 +30,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- build -------------------------------------------------------------------------------
+# --- build: the release pipeline's assembly, dry ------------------------------------------
+# What .github/workflows/release.yml does on a tag, except the Nix build and the upload: the
+# installers are stand-ins (a test double: a small deterministic tarball per arch, where the
+# pipeline has `nix build .#installer` on each arch), pinned into both agents as the default
+# installer and published next to them. Deterministic, so cargo's cache holds across runs.
+mkdir -p "$work/installers"
+for arch in x86_64 aarch64; do
+    mkdir -p "$work/installers/$arch/kexec"
+    echo "stand-in for the $arch installer (tests/suite/31-release.sh)" >"$work/installers/$arch/kexec/README"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work/installers/$arch" -cf - kexec |
+        gzip -n >"$work/installers/$arch.tar.gz"
+done
+NIXOS_LIFT_INSTALLER_SHA256_X86_64=$(sha256sum "$work/installers/x86_64.tar.gz" | cut -d' ' -f1)
+NIXOS_LIFT_INSTALLER_SHA256_AARCH64=$(sha256sum "$work/installers/aarch64.tar.gz" | cut -d' ' -f1)
+export NIXOS_LIFT_INSTALLER_SHA256_X86_64 NIXOS_LIFT_INSTALLER_SHA256_AARCH64
+installer_args=(--installer "x86_64=$work/installers/x86_64.tar.gz"
+    --installer "aarch64=$work/installers/aarch64.tar.gz")
 arm_args=()
 if [ "${RELEASE_AARCH64:-build}" = skip ]; then
     [ "${CI:-}" = true ] && { echo "31-release: RELEASE_AARCH64=skip is not allowed under CI" >&2; exit 1; }
@@ -42,7 +59,7 @@ else
 fi
 start=$(date +%s)
 dist=$work/dist
-bin=$(packaging/build-static.sh --release --dist "$dist" "${arm_args[@]}")
+bin=$(packaging/build-static.sh --release "${installer_args[@]}" --dist "$dist" "${arm_args[@]}")
 echo "x86_64 release build (LTO) and release files: $(($(date +%s) - start)) s, binary $(stat -c %s "$bin") bytes"
 x86=$dist/nixos-lift-x86_64-linux
 cmp -s "$bin" "$x86" && ok "the release holds this build as nixos-lift-x86_64-linux" || fail "release binary differs from the build"
@@ -173,9 +190,44 @@ printf 'x' >>"$work/tampered/install.sh"
     ok "sha256sum -c rejects a changed install.sh (negative control)"
 rm -rf "$work/tampered"
 for f in nixos-lift-x86_64-linux install.sh systemd/nixos-lift.service completions/nixos-lift.bash \
-    completions/_nixos-lift completions/nixos-lift.fish man/nixos-lift.1; do
+    completions/_nixos-lift completions/nixos-lift.fish man/nixos-lift.1 \
+    nixos-lift-installer-x86_64-linux.tar.gz nixos-lift-installer-aarch64-linux.tar.gz; do
     grep -qx "$f" <<<"$listed" || fail "the release lacks $f"
 done
+# What the release job attaches (packaging/build-static.sh --list-assets): the flat files, each
+# verified by SHA256SUMS; the extras tarball holds the rest, identical to the listed files.
+assets=$(packaging/build-static.sh --list-assets "$dist" | sed "s|^$dist/||" | tr '\n' ' ')
+want_assets="SHA256SUMS install.sh nixos-lift-aarch64-linux nixos-lift-extras.tar.gz nixos-lift-installer-aarch64-linux.tar.gz nixos-lift-installer-x86_64-linux.tar.gz nixos-lift-x86_64-linux "
+[ ${#arm_args[@]} -gt 0 ] || want_assets=${want_assets/nixos-lift-aarch64-linux /}
+[ "$assets" = "$want_assets" ] && ok "release assets: $assets" || fail "release assets: '$assets', wanted '$want_assets'"
+mkdir "$work/assets"
+for a in $assets; do cp "$dist/$a" "$work/assets/"; done
+tar -xzf "$work/assets/nixos-lift-extras.tar.gz" -C "$work/assets"
+(cd "$work/assets" && sha256sum --check --quiet --strict SHA256SUMS) &&
+    ok "the downloaded assets, extras unpacked, verify against SHA256SUMS" ||
+    fail "the release assets do not verify against SHA256SUMS"
+# The default installer: the agent's built-in pin is the published tarball's sum, so a config
+# without `installer:` passes config check (and stage 1's installer-pinned guard).
+printf 'flake: "github:example/hosts#web"\n' >"$root/default.yaml"
+chroot "$root" /nixos-lift config check /default.yaml >"$work/default-check.log" 2>&1 &&
+    head -1 "$work/default-check.log" | grep -qx '/default.yaml: ok' &&
+    ok "chroot: config check accepts a config with no installer key" ||
+    fail "chroot: config check of a config without installer: $(cat "$work/default-check.log")"
+for arch in x86_64 aarch64; do
+    pin=$(grep -Eo "$arch [0-9a-f]{64}" "$work/default-check.log" | cut -d' ' -f2 || true)
+    published=$(grep " nixos-lift-installer-$arch-linux.tar.gz$" "$dist/SHA256SUMS" | cut -d' ' -f1)
+    [ -n "$pin" ] && [ "$pin" = "$published" ] &&
+        ok "the x86_64 agent's built-in $arch installer pin is the dry run's ($pin)" ||
+        fail "built-in $arch installer pin '${pin:-none}', published $published"
+done
+if [ ${#arm_args[@]} -gt 0 ]; then
+    grep -qaF "$NIXOS_LIFT_INSTALLER_SHA256_AARCH64" "$dist/nixos-lift-aarch64-linux" &&
+        ok "the aarch64 agent carries the dry run's aarch64 installer pin" ||
+        fail "the aarch64 agent lacks the installer pin $NIXOS_LIFT_INSTALLER_SHA256_AARCH64"
+fi
+grep -q "^/default.yaml: ok$" <(env -u NIXOS_LIFT_INSTALLER_SHA256_X86_64 -u NIXOS_LIFT_INSTALLER_SHA256_AARCH64 cargo run --quiet -- config check "$root/default.yaml" 2>/dev/null | sed "s|^$root||") &&
+    fail "a build without pins accepts the installer-less config (negative control)" ||
+    ok "a development build refuses the installer-less config (negative control)"
 grep -qx "AGENT_SHA256_X86_64='$sum_x86'" "$dist/install.sh" && ok "release install.sh pins this x86_64 build" ||
     fail "release install.sh is not stamped with $sum_x86"
 if [ ${#arm_args[@]} -gt 0 ]; then

@@ -540,14 +540,18 @@ boot_vm() {
     printf '%q ' "$QEMU" "${args[@]}" >"$RUN/qemu.cmd"
     log "booting $ARCH: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMBIOS[0]:-no smbios} (timeout ${VM_TIMEOUT}s; command in $RUN/qemu.cmd)"
     set +e
-    timeout -k 5 "$VM_TIMEOUT" "$QEMU" "${args[@]}" </dev/null 2>&1 |
-        sed -u 's/\r//g; s/\x1b\[[0-9;=?]*[A-Za-z]//g' | tee "$RUN/console.log" | sed -u 's/^/    | /'
+    timeout -k 5 "$VM_TIMEOUT" "$QEMU" "${args[@]}" </dev/null 2>&1 | tee "$RUN/console.raw" |
+        strip_console | tee "$RUN/console.log" | sed -u 's/^/    | /'
     VM_STATUS=${PIPESTATUS[0]}
     set -e
     rm -f "$RUN/qemu.pid"
     [ "$VM_STATUS" = 124 ] && log "TIMEOUT after ${VM_TIMEOUT}s: QEMU killed"
     return 0
 }
+
+# strip_console: the serial console as text: no carriage returns, no escape sequences (the
+# firmware's and systemd's; the raw stream stays in $RUN/console.raw for expect_plain_agent_lines).
+strip_console() { sed -u 's/\r//g; s/\x1b\[[0-9;=?]*[A-Za-z]//g'; }
 
 # ---- assertions -----------------------------------------------------------------------------
 
@@ -936,11 +940,44 @@ begin_scenario() {
     "$3_$SCENARIO"
 }
 
+# expect_plain_agent_lines: no line nixos-lift wrote to the serial console carries an escape
+# byte. Its lines are found in the stripped text (stage 1's and stage 2's `nixos-lift: ...`
+# and log lines, bare, behind the journal's `ident[pid]: ` on the console, or relayed by the
+# installer fixture's `installer-fixture: check: `) and checked in
+# the raw stream, where the firmware's and systemd's own escapes stay allowed.
+expect_plain_agent_lines() {
+    local out
+    if out=$(python3 - "$RUN/console.raw" <<'PY'
+import re, sys
+escape = re.compile(rb"\x1b\[[0-9;=?]*[A-Za-z]")
+agent = re.compile(
+    rb"(^|\S\[[0-9]+\]: |installer-fixture: check: )"
+    rb"(nixos-lift(-bootstrap)?: | ?(TRACE|DEBUG|INFO|WARN|ERROR) )")
+seen = bad = 0
+for raw in open(sys.argv[1], "rb").read().replace(b"\r", b"").split(b"\n"):
+    if agent.search(escape.sub(b"", raw)):
+        seen += 1
+        if b"\x1b" in raw:
+            bad += 1
+            if bad == 1:
+                print("escape byte in: %r" % raw[:160])
+print("%d of %d agent lines carry escapes" % (bad, seen))
+sys.exit(1 if bad or not seen else 0)
+PY
+    ); then
+        pass "no escape byte in nixos-lift's console lines (${out##*$'\n'})"
+    else
+        fail "nixos-lift's console lines are plain text: ${out//$'\n'/; }"
+    fi
+}
+
 # end_scenario BEFORE TAIL [NOTE [FAIL_NOTE]]: stops this scenario's servers and adds PASS or
 # FAIL (FAILS was BEFORE when its checks began) to RESULTS, with NOTE (and FAIL_NOTE) appended;
-# under -q a failure also shows the serial console's last TAIL lines.
+# under -q a failure also shows the serial console's last TAIL lines. Every booted scenario
+# gets expect_plain_agent_lines.
 end_scenario() {
     local before=$1 lines=$2 note=${3:-} fail_note=${4:-} pid
+    [ ! -f "$RUN/console.raw" ] || expect_plain_agent_lines
     for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     _pids=()
     if [ "$FAILS" = "$before" ]; then
