@@ -9,13 +9,15 @@ rustPlatform.buildRustPackage {
   pname = cargo.package.name;
   inherit (cargo.package) version;
 
-  # Only what cargo needs, so edits to nix/ or the README do not rebuild the agent.
+  # Only what cargo needs, so edits to nix/ or the README do not rebuild the agent. src/
+  # embeds cloud-init/ (include_str!); tests/suite/50-nix.sh checks every embedded file is here.
   src = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
       ../Cargo.toml
       ../Cargo.lock
       ../src
+      ../cloud-init
       (lib.fileset.maybeMissing ../benches)
     ];
   };

@@ -428,6 +428,15 @@ fn installs_on_the_disk_found_by_serial_and_reports_in_order() {
     if std::env::var_os("SHOW_GENERATED").is_some() {
         eprintln!("{flake}\n{module}");
     }
+    // tests/suite/50-nix.sh evaluates the generated module with nixos-lift's modules and the
+    // real nixpkgs lib (tests/nix/eval/checks.nix, `wrapper`).
+    if let Some(out) = std::env::var_os("NIXOS_LIFT_WRAPPER_OUT") {
+        let out = PathBuf::from(out);
+        std::fs::create_dir_all(&out).unwrap();
+        for name in ["flake.nix", "nixos-lift-facts.nix", "facts.json"] {
+            std::fs::copy(flake_dir.join(name), out.join(name)).unwrap();
+        }
+    }
 
     // The trail.
     let trail = r.root().join("mnt/etc/nixos-lift");

@@ -1,5 +1,5 @@
 # disk-basic: hybrid GPT with the boot partitions and one root filesystem on the rest of the disk.
-{ config, ... }:
+{ config, lib, ... }:
 let
   cfg = config.nixos-lift.disk;
 in
@@ -25,7 +25,11 @@ in
     };
   };
 
-  # The cloud's disk may be larger than the one the layout was made on.
+  # The cloud's disk may be larger than the one the layout was made on. nixpkgs' autoResize
+  # grows ext4 only; systemd-growfs (x-systemd.growfs) grows XFS and btrfs once mounted.
   boot.growPartition = true;
-  fileSystems."/".autoResize = cfg.rootFormat == "ext4";
+  fileSystems."/" = {
+    autoResize = cfg.rootFormat == "ext4";
+    options = lib.mkIf (cfg.rootFormat != "ext4") [ "x-systemd.growfs" ];
+  };
 }

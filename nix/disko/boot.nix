@@ -44,13 +44,14 @@ in
       };
     };
 
+    # Defaults, so a configuration can choose NVRAM entries or BIOS-only GRUB instead.
     boot.loader.grub = {
       enable = true;
-      efiSupport = true;
-      efiInstallAsRemovable = true;
+      efiSupport = lib.mkDefault true;
+      efiInstallAsRemovable = lib.mkDefault true;
       # disko adds the disk to grub.devices for the EF02 partition; without one, EFI only.
-      device = lib.mkIf (!bios) "nodev";
+      device = lib.mkIf (!bios) (lib.mkDefault "nodev");
     };
-    boot.loader.efi.canTouchEfiVariables = false;
+    boot.loader.efi.canTouchEfiVariables = lib.mkDefault false;
   };
 }

@@ -6,7 +6,9 @@
 #            /run survives switch-root. nixos-images' restore-state-from-initrd copies the
 #            ssh/ and *.json files as usual.
 #   stage 2  restore-network (nixos-images) writes networkd files from addrs.json/routes-*.json;
-#            nixos-lift-network adds DNS and MTU, which that restore drops;
+#            nixos-lift-network adds DNS and MTU, which that restore drops: MTU before networkd
+#            starts, DNS into the running systemd-resolved (which starts before sysinit.target,
+#            so no ordinary service can run before it);
 #            nixos-lift-install runs `nixos-lift install`, preferring the handed-over agent.
 { config, lib, pkgs, ... }:
 let
@@ -17,19 +19,22 @@ let
 
   network = pkgs.writeShellApplication {
     name = "nixos-lift-network";
-    runtimeInputs = [ pkgs.jq pkgs.coreutils pkgs.gawk ];
+    runtimeInputs = [ pkgs.jq pkgs.coreutils pkgs.gawk pkgs.systemd ];
     text = ''
       # DNS and MTU from the handoff's facts, which nixos-images' restore-network leaves out.
       facts=${handoff c.factsFile}
       net=${handoff c.networkFile}
 
+      # Loopback resolvers (127.0.0.53, a local dnsmasq) served the stock image, not this one.
       dns=$( {
         jq -r '.network.dns[]?, (.cloud.network // [] | .[].dns[]?)' "$facts"
         if [ -f "$net" ]; then jq -r '.dns[]?' "$net"; fi
-      } | awk '!seen[$0]++' | tr '\n' ' ')
+      } | awk '!/^127\./ && $0 != "::1" && !seen[$0]++' | tr '\n' ' ')
       if [ -n "''${dns// /}" ]; then
         mkdir -p /run/systemd/resolved.conf.d
         printf '[Resolve]\nDNS=%s\n' "$dns" > /run/systemd/resolved.conf.d/50-nixos-lift.conf
+        # resolved is already running (it starts before sysinit.target): make it re-read.
+        systemctl try-reload-or-restart systemd-resolved.service
         echo "nixos-lift: resolvers from the handoff: $dns"
       else
         echo "nixos-lift: no resolvers in the handoff; relying on DHCP"
@@ -83,6 +88,8 @@ in
 
   config = {
     system.kexec-installer.name = "nixos-lift-installer";
+    # The DNS/MTU script on its own, for tests/nix/eval and for debugging an installer.
+    system.build.nixosLiftNetwork = network;
 
     assertions = [{
       assertion = helpers.serialConsoleLast config.boot.kernelParams;
@@ -118,8 +125,10 @@ in
     systemd.services.nixos-lift-network = {
       description = "Restore DNS and MTU from the nixos-lift handoff";
       wantedBy = [ "multi-user.target" ];
-      after = [ "restore-network.service" ];
-      before = [ "network-pre.target" "systemd-networkd.service" "systemd-resolved.service" ];
+      # Not before systemd-resolved: it is ordered before sysinit.target, which this unit
+      # (default dependencies) follows, so that would be a cycle systemd breaks by dropping a unit.
+      after = [ "restore-network.service" "systemd-resolved.service" ];
+      before = [ "network-pre.target" "systemd-networkd.service" ];
       wants = [ "network-pre.target" ];
       unitConfig.ConditionPathExists = handoff c.factsFile;
       serviceConfig = {

@@ -112,6 +112,10 @@ rec {
       device = if byId != null then byId else chosen.path;
     };
 
+  # Loopback resolvers (systemd-resolved's 127.0.0.53 stub, a local dnsmasq) served the stock
+  # image; the installed system has none of them.
+  isLoopbackResolver = s: match "127\\..*" s != null || s == "::1";
+
   # Resolvers for the installed system: the host's working resolvers, then the cloud's.
   nameservers = facts:
     let
@@ -119,7 +123,7 @@ rec {
         if (facts.cloud or null) == null then [ ]
         else concatLists (map (i: i.dns) facts.cloud.network);
     in
-    unique (facts.network.dns ++ cloudDns);
+    filter (s: !isLoopbackResolver s) (unique (facts.network.dns ++ cloudDns));
 
   # A networkd [Route] section for one route of facts.network.routes.
   route = r:

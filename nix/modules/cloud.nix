@@ -43,8 +43,8 @@ in
       boot.loader.timeout = mkDefault 1;
 
       # Storage and network drivers of every supported hypervisor, in the initrd, so root is
-      # found whichever cloud the disk ends up on. Xen and Hyper-V drivers are x86_64-only in
-      # the NixOS kernels.
+      # found whichever cloud the disk ends up on. Hyper-V runs Azure's arm64 VMs too; Xen
+      # drivers are x86_64-only in the NixOS kernels.
       boot.initrd.availableKernelModules = [
         "virtio_pci"
         "virtio_blk"
@@ -53,31 +53,33 @@ in
         "nvme"
         "ena"
         "gve"
-      ] ++ optionals x86 [
-        "xen_blkfront"
-        "xen_netfront"
         "hv_vmbus"
         "hv_storvsc"
         "hv_netvsc"
+      ] ++ optionals x86 [
+        "xen_blkfront"
+        "xen_netfront"
       ];
 
-      # systemd-networkd: DHCP and RA on every ethernet; the facts module adds static config
-      # per interface in 10-nixos-lift-<if> files, which networkd prefers (first match wins).
+      # systemd-networkd: DHCP and RA on every physical ethernet; the facts module adds static
+      # config per interface in 10-nixos-lift-<if> files, which networkd prefers (first match
+      # wins). `Kind = "!*"`, as in nixpkgs' own catch-all, leaves out virtual interfaces
+      # (veth, bridges, VLANs), which are Type=ether too but have a kind.
       networking.useNetworkd = true;
-      networking.useDHCP = false;
+      networking.useDHCP = mkDefault false;
       systemd.network.enable = true;
       systemd.network.networks."99-nixos-lift-ethernet" = {
-        matchConfig.Type = "ether";
+        matchConfig = { Type = "ether"; Kind = "!*"; };
         networkConfig = { DHCP = "yes"; IPv6AcceptRA = true; };
       };
       services.resolved.enable = mkDefault true;
 
-      # OpenSSH, keys only (it opens port 22 in the firewall itself).
+      # OpenSSH, keys only by default (it opens port 22 in the firewall itself).
       services.openssh = {
         enable = true;
         settings = {
-          PasswordAuthentication = false;
-          KbdInteractiveAuthentication = false;
+          PasswordAuthentication = mkDefault false;
+          KbdInteractiveAuthentication = mkDefault false;
           PermitRootLogin = mkDefault "prohibit-password";
         };
       };

@@ -159,9 +159,11 @@ fn module_nix(install: &InstallFacts, network: &NetworkHandoff) -> String {
     let mut hints = String::new();
     if install.firmware == Firmware::Uefi {
         hints.push_str(
-            "      # UEFI firmware: GRUB as the removable EFI loader boots without NVRAM entries.\n\
+            "    # UEFI firmware: GRUB as the removable EFI loader boots without NVRAM entries.\n\
+             \x20   {\n\
              \x20     boot.loader.grub.efiSupport = lib.mkDefault true;\n\
-             \x20     boot.loader.grub.efiInstallAsRemovable = lib.mkDefault true;\n",
+             \x20     boot.loader.grub.efiInstallAsRemovable = lib.mkDefault true;\n\
+             \x20   }\n",
         );
     }
     let net = static_network(network);
@@ -175,10 +177,13 @@ let
 in
 {{
   config = lib.mkMerge [
-    {{
+{hints}    # A flake without nixos-lift's facts module gets this machine's identity from here; with
+    # it, the module derives the same from facts.json, and setting both would list root's
+    # keys and resolvers twice and add a second network unit for one MAC.
+    (lib.optionalAttrs (!(options ? nixos-lift.factsFile)) {{
       networking.hostName = lib.mkDefault {hostname};
       users.users.root.openssh.authorizedKeys.keys = lib.mkDefault {keys};
-{hints}{net}    }}
+{net}    }})
     # nixos-lift's own modules (nixosModules.facts, the disk layouts) read these.
     (lib.optionalAttrs (options ? nixos-lift.factsFile) {{
       nixos-lift.factsFile = lib.mkDefault ./{FACTS_JSON};

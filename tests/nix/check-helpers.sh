@@ -33,7 +33,7 @@ check disk '
   | (if $root != null then $root elif ($eligible | length) == 1 then $eligible[0] else null end) as $d
   | if $d == null then $out.disk == null
     else $out.disk.device == ($d.by_id[0] // $d.path) and $out.disk.path == $d.path end'
-check nameservers '(.network.dns - $out.nameservers) == []'
+check nameservers '([.network.dns[] | select(startswith("127.") or . == "::1" | not)] - $out.nameservers) == [] and ($out.nameservers | all(startswith("127.") or . == "::1" | not))'
 check networks '
   [.network.interfaces[] | select(.link_type == "ether" and .mac != null and .physical)] as $ifs
   | ($out.networks | length) == ($ifs | length)

@@ -7,6 +7,9 @@
 #   4. wiring checks of flake.nix and the template with stand-in inputs (tests/nix/standins):
 #      input names, follows, module files; NOT an evaluation of NixOS
 #   5. the Rust/Nix contract test with Nix's own reading of nix/lib/contract.nix
+#   6. the modules, both layouts (x86_64/aarch64, with/without facts), the installer module and
+#      stage 2's generated module evaluated with the REAL nixpkgs lib, disko and nixos-images
+#      from ../shared/upstream over stand-in NixOS options (tests/nix/eval); NOT all of NixOS
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 cd "$REPO_ROOT"
@@ -91,3 +94,6 @@ bash tests/nix/wiring.sh "$work"
 echo "--- Rust/Nix contract (Nix's reading of nix/lib/contract.nix)"
 nix26 nix eval --offline --json --file nix/lib/contract.nix > "$work/contract.json"
 NIXOS_LIFT_NIX_CONTRACT_JSON="$work/contract.json" cargo test --quiet --test nix_contract 2>&1
+
+echo "--- evaluation with the real nixpkgs lib, disko and nixos-images (stand-in NixOS options)"
+bash tests/nix/eval/run.sh "$work"

@@ -1,0 +1,266 @@
+# The checks tests/suite/50-nix.sh runs on ./default.nix's evaluations (real nixpkgs lib, real
+# disko and nixos-images modules, stand-in NixOS options). Result: { <case> = [ failed checks ]; }
+# plus `counts`; the suite fails unless every list is empty. A check that throws counts as failed.
+{ nixpkgsLib, disko, nixosImages, wrapper ? null }:
+let
+  h = import ./. { inherit nixpkgsLib disko nixosImages wrapper; };
+  inherit (h) lib helpers sampleFile;
+  inherit (lib) all any attrNames attrValues elem filter hasInfix optional;
+
+  # Names of the checks that are false or throw.
+  failing = checks: attrNames (lib.filterAttrs
+    (_: ok: let r = builtins.tryEval (builtins.deepSeq ok ok); in !(r.success && r.value == true))
+    checks);
+
+  failedAssertions = config: map (a: a.message) (filter (a: !a.assertion) config.assertions);
+
+  # Whitespace and line continuations collapsed, so script text can be matched as one line.
+  flat = text: lib.concatStringsSep " " (filter (s: builtins.isString s && s != "") (builtins.split "[[:space:]\\\\]+" text));
+
+  sample = helpers.readFacts sampleFile;
+  want = helpers.fromFacts sample;
+
+  systems = [ "x86_64-linux" "aarch64-linux" ];
+  layouts = [ "basic" "lvm" ];
+
+  hostChecks = { system, layout, withFacts }:
+    let
+      x86 = system == "x86_64-linux";
+      c = (h.host {
+        inherit system layout;
+        modules = optional withFacts { nixos-lift.factsFile = sampleFile; };
+      }).config;
+      device = if withFacts then want.disk.device else helpers.unsetDisk;
+      parts = c.disko.devices.disk.main.content.partitions;
+      grub = c.boot.loader.grub;
+      script = flat c.disko.devices._create;
+      has = s: hasInfix s script;
+      # disko numbers partitions in priority order: 1 bios (x86 only), then ESP, then root.
+      esp = if x86 then "2" else "1";
+      rootPart = if x86 then "3" else "2";
+      root = c.fileSystems."/";
+      modules = c.boot.initrd.availableKernelModules;
+      networks = c.systemd.network.networks;
+    in
+    {
+      assertionsHold = failedAssertions c == [ ];
+      diskDevice = c.disko.devices.disk.main.device == device;
+      biosBootPartition =
+        if x86 then parts.bios.size == "1M" && parts.bios.type == "EF02" && parts.bios.priority < parts.ESP.priority
+        else !(parts ? bios);
+      espPartition = parts.ESP.size == "512M" && parts.ESP.type == "EF00"
+      && c.fileSystems."/boot".fsType == "vfat" && c.fileSystems."/boot".options == [ "umask=0077" ];
+      grubRemovableEfi = grub.enable && grub.efiSupport && grub.efiInstallAsRemovable && !c.boot.loader.efi.canTouchEfiVariables;
+      # disko adds the disk for the EF02 partition; aarch64 installs EFI only.
+      grubDevices = grub.devices == (if x86 then [ device ] else [ "nodev" ]);
+      serialConsoleLast = helpers.serialConsoleLast c.boot.kernelParams;
+      keyOnlySsh = c.services.openssh.enable && !c.services.openssh.settings.PasswordAuthentication
+      && !c.services.openssh.settings.KbdInteractiveAuthentication;
+      # nixpkgs' own catch-all DHCP network matches `Kind = "!*"` too: veth, bridges and
+      # other virtual interfaces are Type=ether but have a kind.
+      catchAllSkipsVirtualInterfaces = networks."99-nixos-lift-ethernet".matchConfig == { Type = "ether"; Kind = "!*"; };
+      networkdOnly = c.networking.useNetworkd && c.systemd.network.enable && !c.networking.useDHCP;
+      # Azure runs arm64 VMs on Hyper-V too; Xen is x86_64-only.
+      hypervDriversInInitrd = all (m: elem m modules) [ "hv_vmbus" "hv_storvsc" "hv_netvsc" ];
+      xenDriversOnlyOnX86 = elem "xen_blkfront" modules == x86;
+      virtioAndNvmeInInitrd = all (m: elem m modules) [ "virtio_blk" "virtio_scsi" "nvme" ];
+
+      # disko's generated script, as disko itself renders it.
+      scriptWipesOnlyTheTarget = has ''sgdisk --clear "${device}"'';
+      scriptBiosPartition =
+        if x86 then has "--new=1:0:+1M" && has "--typecode=1:EF02"
+        else !(has "EF02");
+      scriptEsp = has "--new=${esp}:0:+512M" && has "--typecode=${esp}:EF00" && has ''--change-name="${esp}:disk-main-ESP"''
+      && has ''mkfs.vfat "/dev/disk/by-partlabel/disk-main-ESP"'';
+      scriptRootPartition = has "--new=${rootPart}:0:-0" && has ''--change-name="${rootPart}:disk-main-root"'';
+    }
+    // lib.optionalAttrs (layout == "basic") {
+      rootFilesystem = root.device == "/dev/disk/by-partlabel/disk-main-root" && root.fsType == "ext4";
+      scriptRootMkfs = has ''mkfs.ext4 "/dev/disk/by-partlabel/disk-main-root"'';
+      rootGrows = c.boot.growPartition && root.autoResize;
+    }
+    // lib.optionalAttrs (layout == "lvm") (
+      let grow = c.systemd.services.nixos-lift-grow-pv.script;
+      in {
+        rootFilesystem = root.device == "/dev/pool/root" && root.fsType == "ext4"
+        && c.fileSystems."/var".device == "/dev/pool/var" && c.fileSystems."/home".device == "/dev/pool/home";
+        lvmInInitrd = c.boot.initrd.services.lvm.enable;
+        scriptPhysicalVolume = has ''pvcreate "/dev/disk/by-partlabel/disk-main-root"'' && has ''vgcreate "pool"'';
+        # Shares of the whole group, created root, var, home (nix/lib lvmSizes).
+        scriptLogicalVolumes = builtins.match
+          ''.*lvcreate --yes -l 70%VG -n "root".*lvcreate --yes -l 20%VG -n "var".*lvcreate --yes -l 100%FREE -n "home".*''
+          script != null;
+        # The grow service finds the PV by the label disko gives its partition.
+        growPvFindsThePartition = hasInfix "/dev/disk/by-partlabel/disk-main-root" grow;
+      }
+    )
+    // (if withFacts then {
+      hostName = c.networking.hostName == want.hostName;
+      rootKeys = c.users.users.root.openssh.authorizedKeys.keys == want.sshKeys && want.sshKeys != [ ];
+      nameservers = c.networking.nameservers == want.nameservers && want.nameservers != [ ];
+      factsNetworks = want.networks != { } && all (n: networks ? ${n} && networks.${n} == lib.recursiveUpdate networks.${n} want.networks.${n}) (attrNames want.networks);
+      provider = c.nixos-lift.cloud.provider == want.provider;
+    } else {
+      noHostName = c.networking.hostName == "nixos";
+      noKeys = lib.attrByPath [ "root" "openssh" "authorizedKeys" "keys" ] [ ] c.users.users == [ ];
+      warnsAboutTheDisk = any (hasInfix "no target disk") c.warnings;
+    });
+
+  cases = lib.listToAttrs (lib.concatMap
+    (system: lib.concatMap
+      (layout: map
+        (withFacts: {
+          name = "${layout}-${system}-${if withFacts then "facts" else "no-facts"}";
+          value = failing (hostChecks { inherit system layout withFacts; });
+        })
+        [ true false ])
+      layouts)
+    systems);
+
+  # Every root filesystem the layouts offer is grown to the disk: nixpkgs' autoResize only
+  # knows ext*, systemd-growfs (x-systemd.growfs) also XFS and btrfs.
+  rootFormats = lib.genAttrs [ "ext4" "xfs" "btrfs" ] (format:
+    let
+      c = (h.host { system = "x86_64-linux"; layout = "basic"; modules = [{ nixos-lift.disk.rootFormat = format; }]; }).config;
+      root = c.fileSystems."/";
+    in
+    failing {
+      fsType = root.fsType == format;
+      grows = c.boot.growPartition && (root.autoResize || elem "x-systemd.growfs" root.options);
+      autoResizeOnlyOnExt = root.autoResize -> lib.hasPrefix "ext" root.fsType;
+    });
+
+  # A user's own value for a baseline setting wins over the baseline (the template promises
+  # it): each override evaluates and takes effect.
+  overrides =
+    let
+      override = system: module: (h.host { inherit system; layout = "basic"; modules = [{ nixos-lift.factsFile = sampleFile; } module]; }).config;
+      wins = system: module: get: value:
+        let c = override system module; in failedAssertions c == [ ] && get c == value;
+    in
+    failing {
+      passwordAuthentication = wins "x86_64-linux" { services.openssh.settings.PasswordAuthentication = true; }
+        (c: c.services.openssh.settings.PasswordAuthentication)
+        true;
+      kbdInteractiveAuthentication = wins "x86_64-linux" { services.openssh.settings.KbdInteractiveAuthentication = true; }
+        (c: c.services.openssh.settings.KbdInteractiveAuthentication)
+        true;
+      useDHCP = wins "x86_64-linux" { networking.useDHCP = true; } (c: c.networking.useDHCP) true;
+      efiNvramEntries = wins "x86_64-linux"
+        { boot.loader.grub.efiInstallAsRemovable = false; boot.loader.efi.canTouchEfiVariables = true; }
+        (c: [ c.boot.loader.grub.efiInstallAsRemovable c.boot.loader.efi.canTouchEfiVariables ]) [ false true ];
+      biosOnlyGrub = wins "x86_64-linux"
+        { boot.loader.grub.efiSupport = false; boot.loader.grub.efiInstallAsRemovable = false; }
+        (c: c.boot.loader.grub.efiSupport)
+        false;
+      aarch64GrubDevice = wins "aarch64-linux" { boot.loader.grub.device = "/dev/disk/by-id/own"; }
+        (c: c.boot.loader.grub.devices) [ "/dev/disk/by-id/own" ];
+      hostName = wins "x86_64-linux" { networking.hostName = "own"; } (c: c.networking.hostName) "own";
+    };
+
+  # Loopback resolvers (systemd-resolved's stub, dnsmasq) describe the stock image, not a
+  # server the installed system can use.
+  loopbackResolvers =
+    let
+      facts = lib.recursiveUpdate sample { network.dns = [ "127.0.0.53" ] ++ sample.network.dns ++ [ "127.0.1.1" ]; };
+      c = (h.host { system = "x86_64-linux"; layout = "basic"; modules = [{ nixos-lift.facts = facts; }]; }).config;
+    in
+    failing {
+      filtered = !(any (lib.hasPrefix "127.") c.networking.nameservers);
+      othersKept = all (s: elem s c.networking.nameservers) (filter (s: !(lib.hasPrefix "127." s)) sample.network.dns);
+    };
+
+  # Ordering of the installer's units, with the upstream units they meet as systemd ships them
+  # (units/*.service.in of systemd 257; restore-network is nixos-images' real definition). A
+  # unit without DefaultDependencies=no is ordered after basic.target, which is after
+  # sysinit.target.
+  upstreamUnits = {
+    "systemd-resolved.service" = { defaultDependencies = false; after = [ ]; before = [ "sysinit.target" "network.target" "nss-lookup.target" ]; };
+    "systemd-networkd.service" = { defaultDependencies = false; after = [ "network-pre.target" ]; before = [ "network.target" "multi-user.target" ]; };
+    "sysinit.target" = { defaultDependencies = false; after = [ ]; before = [ ]; };
+    "basic.target" = { defaultDependencies = false; after = [ "sysinit.target" ]; before = [ ]; };
+    "network-pre.target" = { defaultDependencies = false; after = [ ]; before = [ ]; };
+    "network.target" = { defaultDependencies = false; after = [ "network-pre.target" ]; before = [ ]; };
+    "network-online.target" = { defaultDependencies = false; after = [ "network.target" ]; before = [ ]; };
+  };
+  # Units that must start before `unit`, directly.
+  startsAfter = units: unit:
+    let
+      u = units.${unit} or { defaultDependencies = false; after = [ ]; before = [ ]; };
+      implicit = lib.optionals u.defaultDependencies [ "sysinit.target" "basic.target" ];
+      inverse = attrNames (lib.filterAttrs (_: o: elem unit o.before) units);
+    in
+    lib.unique (u.after ++ implicit ++ inverse);
+  # Units that take part in an ordering cycle: systemd breaks such a cycle by dropping a job.
+  orderingCycles = units: filter
+    (unit: elem unit (map (x: x.key) (builtins.genericClosure {
+      startSet = map (key: { inherit key; }) (startsAfter units unit);
+      operator = x: map (key: { inherit key; }) (startsAfter units x.key);
+    })))
+    (attrNames units);
+
+  installerChecks = system:
+    let
+      c = (h.installer system).config;
+      m = c.system.build.nixosLiftInstaller.manifest;
+      ours = lib.mapAttrs'
+        (name: s: lib.nameValuePair "${name}.service" {
+          defaultDependencies = (s.unitConfig.DefaultDependencies or true) != false;
+          inherit (s) after before;
+        })
+        c.systemd.services;
+      units = upstreamUnits // ours;
+      net = c.systemd.services.nixos-lift-network;
+      install = c.systemd.services.nixos-lift-install;
+    in
+    failing {
+      assertionsHold = failedAssertions c == [ ];
+      manifestSystem = m.system == system && m.name == "nixos-lift-installer";
+      manifestSerialLast = helpers.serialConsoleLast m.kernel_params;
+      manifestZswapOff = lib.last m.kernel_params == "zswap.enabled=0";
+      manifestInit = lib.hasPrefix "init=/nix/store/" m.cmdline && lib.hasSuffix "/init" m.init;
+      manifestHandoff = m.handoff == { initrd_dir = helpers.contract.initrdDir; stage2_dir = helpers.contract.stage2Dir; };
+      manifestFiles = [ m.kernel m.initrd m.kexec ] == [ "kexec/bzImage" "kexec/initrd" "kexec/kexec" ];
+      noOrderingCycle = orderingCycles units == [ ];
+      # The resolvers are written while systemd-resolved runs, so the script must make it
+      # re-read them (checked by running the script: tests/nix/eval/network-script.sh).
+      networkAfterResolved = elem "systemd-resolved.service" (startsAfter units "nixos-lift-network.service");
+      networkBeforeNetworkd = elem "systemd-networkd.service" net.before;
+      networkAfterRestore = elem "restore-network.service" net.after;
+      installAfterNetwork = all (u: elem u install.after) [ "network-online.target" "nixos-lift-network.service" ];
+      handoffKeptInInitrd = c.boot.initrd.systemd.services.nixos-lift-handoff.unitConfig.ConditionPathIsDirectory == "/${helpers.contract.initrdDir}";
+    };
+
+  installer = lib.genAttrs systems installerChecks;
+
+  # The module stage 2 generates. With the facts module present it leaves host name, keys,
+  # networks and resolvers to it, so nothing is set twice (lists would concatenate, and a
+  # second unit for one MAC would shadow the first); without it, it sets them itself.
+  wrapped = withModules:
+    let
+      c = (h.wrapped { system = "x86_64-linux"; inherit withModules; }).config;
+      facts = builtins.fromJSON (builtins.readFile "${wrapper}/facts.json");
+      keys = c.users.users.root.openssh.authorizedKeys.keys;
+      networks = attrValues c.systemd.network.networks;
+      macs = lib.concatMap (n: lib.toList (n.matchConfig.MACAddress or [ ])) networks;
+    in
+    failing {
+      assertionsHold = failedAssertions c == [ ];
+      hostName = c.networking.hostName == facts.install.hostname;
+      rootKeysOnce = keys == facts.install.authorized_keys;
+      nameserversOnce = c.networking.nameservers == lib.unique c.networking.nameservers && c.networking.nameservers != [ ];
+      oneNetworkPerMac = macs == lib.unique (map lib.toLower macs) && macs != [ ];
+      staticAddressKept = elem "203.0.113.10/20" (lib.concatMap (n: n.address) networks);
+      diskDevice = c.disko.devices.disk.main.device == facts.install.disk_device;
+      efiRemovable = c.boot.loader.grub.efiInstallAsRemovable;
+    };
+in
+cases // {
+  rootFormats = lib.concatLists (lib.mapAttrsToList (f: fails: map (x: "${f}.${x}") fails) rootFormats);
+  inherit overrides loopbackResolvers;
+  installer-x86_64 = installer.x86_64-linux;
+  installer-aarch64 = installer.aarch64-linux;
+} // lib.optionalAttrs (wrapper != null) {
+  wrapped-facts-module = wrapped true;
+  wrapped-own-modules = wrapped false;
+}
