@@ -5,7 +5,7 @@
 # takeover script and tests/vm/lib.sh set (quiet, IMAGE, AGENT_SHA256, ...).
 # shellcheck disable=SC2034,SC2154
 
-DEBIAN_SCENARIOS="hetzner-bios ec2-uefi wrong-agent-sha256 big-2g big-1536"
+DEBIAN_SCENARIOS="hetzner-bios ec2-uefi wrong-agent-sha256 big-2g big-1536 ubuntu-hetzner-ipv6 ubuntu-ec2-uefi ubuntu-wrong-agent-sha256"
 
 # ---- one scenario ---------------------------------------------------------------------------
 
@@ -14,6 +14,18 @@ debian_defaults() {
     VM_TIMEOUT=${DEBIMG_TIMEOUT:-600}
     VM_SMP=2
     USER_DATA_SHA256=$AGENT_SHA256
+    IMAGE_RECIPE=debian-12 # tests/debian/build-image.sh's recipe; the ubuntu-* scenarios change it
+}
+
+# use_image RECIPE: sets IMAGE to RECIPE's image, built or found in its cache once per run.
+use_image() {
+    local t
+    if [ -z "${IMAGES[$1]:-}" ]; then
+        t=$(date +%s)
+        IMAGES[$1]=$(bash "$REPO_ROOT/tests/debian/build-image.sh" "$1") || die "building the $1 image failed"
+        log "$1 image ready in $(($(date +%s) - t)) s: ${IMAGES[$1]} ($(sed -n 2p "${IMAGES[$1]}/manifest.txt"))"
+    fi
+    IMAGE=${IMAGES[$1]}
 }
 
 # render_user_data: $RUN/config.yaml and the user-data `nixos-lift user-data` makes of it.
@@ -46,7 +58,7 @@ boot_debian() {
             -drive "if=pflash,format=raw,file=$RUN/ovmf-vars.fd")
     fi
     printf '%q ' qemu-system-x86_64 "${args[@]}" >"$RUN/qemu.cmd"
-    log "booting the Debian image: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMP} vCPU, ${VM_SMBIOS[0]} (timeout ${VM_TIMEOUT}s)"
+    log "booting the $IMAGE_RECIPE image: $VM_FIRMWARE, ${VM_MEMORY} MiB, ${VM_SMP} vCPU, ${VM_SMBIOS[0]} (timeout ${VM_TIMEOUT}s)"
     set +e
     timeout -k 5 "$VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null 2>&1 | tee "$RUN/console.raw" |
         strip_console | tee "$RUN/console.log" |
@@ -61,6 +73,7 @@ boot_debian() {
 # run_debian_scenario NAME: servers, user-data, one boot, the checks. Adds to FAILS and RESULTS.
 run_debian_scenario() {
     begin_scenario "$1" debian_defaults debian
+    use_image "$IMAGE_RECIPE"
     render_user_data
     echo "probe-ok $SCENARIO" >"$CACHE/www/probe.txt"
     PROBE_TOKEN=$SCENARIO
@@ -102,7 +115,7 @@ check_takeover_chain() {
     expect "runcmd downloaded the agent" 'cloud-init\[[0-9]+\]: nixos-lift-bootstrap: downloading http://169\.254\.10\.10/nixos-lift-x86_64-linux$'
     expect_release "the agent came from the release server" /nixos-lift-x86_64-linux
     expect "the bootstrap verified the pinned sha256" "cloud-init\\[[0-9]+\\]: nixos-lift-bootstrap: agent verified \\(sha256 $AGENT_SHA256\\)"
-    expect "systemd-run started the transient unit" 'cloud-init\[[0-9]+\]: Running as unit: nixos-lift\.service$'
+    expect "systemd-run started the transient unit" 'cloud-init\[[0-9]+\]: Running as unit: nixos-lift\.service(;|$)'
     expect "the agent detached from cloud-init" 'cloud-init\[[0-9]+\]: .*continuing detached in unit nixos-lift'
     expect "the unit's log reaches the console (journal+console)" 'nixos-lift\[[0-9]+\]: .*identified the cloud'
     expect_metadata "the agent read the metadata itself" "$3" '^nixos-lift'
@@ -173,7 +186,8 @@ check_debian_wrong-agent-sha256() {
 # its ext4 to the 8 GiB disk (simcloud-alive's report), as on a real cloud VM.
 check_grown_root() {
     local size free part disk
-    expect "cloud-init's growpart grew the root partition" "^simcloud-alive: growpart: resized: changed \\(/dev/vda, 1\\) from [0-9]+ to [0-9]+"
+    # cloud-utils 0.32 (bookworm) names the disk and partition, 0.33 (trixie) the partition.
+    expect "cloud-init's growpart grew the root partition" "^simcloud-alive: growpart: resized: changed \\((/dev/vda, 1|/dev/vda1)\\) from [0-9]+ to [0-9]+"
     read -r size free < <(console_value "simcloud-alive: root filesystem (source, MiB size, MiB free): " | awk '{print $2, $3}') || true
     read -r part disk < <(console_value "simcloud-alive: root partition: " | grep -Eo '[0-9]+' | tr '\n' ' ') || true
     # 8 GiB = 8192 MiB; ext4's own metadata takes a few per cent of it.
@@ -277,3 +291,118 @@ check_debian_big-2g() { check_big_installer tmpfs; }
 # can reclaim.
 debian_big-1536() { big_installer 1536; }
 check_debian_big-1536() { check_big_installer rootfs; }
+
+# ==== the ubuntu-shaped image: netplan, systemd-networkd, systemd-resolved, cloud-init 25 =====
+# tests/debian/build-image.sh ubuntu-shaped: Debian 13 with cloud-init configured as Ubuntu's
+# cloud images are. cloud-init renders the datasource's network config to
+# /etc/netplan/50-cloud-init.yaml, networkd runs it, resolved owns DNS and /etc/resolv.conf is
+# its stub (127.0.0.53): stage 1 must look through the stub to the real resolvers.
+
+ubuntu_image() { IMAGE_RECIPE=ubuntu-shaped; }
+
+# stage1_network PYTHON-EXPR: evaluates EXPR on the network stage 1 saw (`net`, the facts'
+# network object as the installer fixture printed it); prints its value, or nothing.
+stage1_network() {
+    console_value "installer-fixture: facts-compact: " | python3 -c '
+import json, sys
+net = json.load(sys.stdin)["network"]
+links = [i for i in net["interfaces"] if i["link_type"] != "loopback"]
+print(eval(sys.argv[1]))' "$1" 2>/dev/null || true
+}
+# expect_stage1_network WHAT PYTHON-EXPR: the expression is True on stage 1's network facts.
+expect_stage1_network() {
+    if [ "$(stage1_network "$2")" = True ]; then
+        pass "$1"
+    else
+        fail "$1 (stage 1's network: $(stage1_network 'json.dumps(net)' | cut -c1-600))"
+    fi
+}
+
+# hetzner_link_dns [MTU]: Hetzner's metadata with its resolvers also on the interface's static
+# subnet (`dns_nameservers`), and with MTU on the interface when given. On Hetzner, networkd
+# gets those resolvers from DHCP; slirp's DHCP under restrict=on offers no DNS option, and
+# cloud-init 25's netplan renderer attaches v1's global `nameserver` entry to no interface, so
+# without this resolved would have no upstream at all. Through netplan they reach resolved as
+# eth0's link DNS, where Hetzner's DHCP would put them.
+hetzner_link_dns() {
+    local md=$RUN/metadata-hetzner/hetzner/v1/metadata
+    cp -a "$REPO_ROOT/tests/fixtures/metadata/hetzner" "$RUN/metadata-hetzner"
+    sed -i 's/^\(      \)type: static$/&\n\1dns_nameservers: [185.12.64.2, 185.12.64.1]/' "$md"
+    [ -z "${1:-}" ] || sed -i "s/^    name: eth0\$/&\\n    mtu: $1/" "$md"
+    grep -q "dns_nameservers: \[185" "$md" && { [ -z "${1:-}" ] || grep -q "^    mtu: $1\$" "$md"; } ||
+        die "could not edit the Hetzner metadata"
+    METADATA_ARGS+=(--fixtures "$RUN/metadata-hetzner")
+}
+
+# ---- 6. Hetzner, DHCP plus the metadata's static IPv6, netplan -> networkd -> stage 2 --------
+# Hetzner's network-config (v1): DHCPv4 and a static 2a01:4f8:c17:1234::1/64 via fe80::1, with
+# Hetzner's resolvers (hetzner_link_dns). This scenario adds `mtu: 1450` to the physical
+# interface (v1 allows it; Hetzner's own document has none, its private networks run 1450), so
+# the MTU restore shows.
+UBUNTU_IPV6=2a01:4f8:c17:1234::1
+UBUNTU_MTU=1450
+debian_ubuntu-hetzner-ipv6() {
+    ubuntu_image
+    hetzner_link_dns "$UBUNTU_MTU"
+}
+check_debian_ubuntu-hetzner-ipv6() {
+    local v6=${UBUNTU_IPV6//./\\.}
+    check_takeover_chain DataSourceHetzner '^/hetzner/v1/userdata$' '^/hetzner/v1/metadata'
+    expect "the plan names the cloud: hetzner" '^installer-fixture: plan-compact: .*"provider": ?"hetzner"'
+    # Stage 1 saw what networkd made of cloud-init's netplan file.
+    expect_stage1_network "stage 1 saw the static IPv6 from the metadata on the NIC (networkd, from netplan)" \
+        "any(a['address'] == '$UBUNTU_IPV6' and a['prefix_len'] == 64 and not a['dynamic'] for i in links for a in i['addresses'])"
+    expect_stage1_network "stage 1 saw the DHCPv4 lease as dynamic" \
+        "any(a['family'] == 'inet' and a['dynamic'] and a['address'].startswith('169.254.0.') for i in links for a in i['addresses'])"
+    expect_stage1_network "stage 1 saw networkd's static IPv6 default route via fe80::1" \
+        "any(r['family'] == 'inet6' and r['dst'] == 'default' and r['gateway'] == 'fe80::1' and r['protocol'] == 'static' for r in net['routes'])"
+    expect_stage1_network "stage 1 saw MTU $UBUNTU_MTU on the NIC" "[i['mtu'] for i in links] == [$UBUNTU_MTU]"
+    expect_stage1_network "stage 1 read the resolvers from systemd-resolved, not the stub" \
+        "net['dns_source'] == 'systemd-resolved' and {'185.12.64.1', '185.12.64.2'} <= set(net['dns']) and not any(s.startswith('127.') for s in net['dns'])"
+    # Stage 2 put it back in the installer.
+    expect "stage 2 restored the NIC found by MAC: the static IPv6, its route, the MTU and DHCP" \
+        "^nixos-lift: network: eth0 \\(96:00:01:aa:bb:01, was [a-z0-9]+\\): [1-9] address\\(es\\), [1-9][0-9]* route\\(s\\), mtu $UBUNTU_MTU, dhcp\$"
+    expect "stage 2 took a DHCPv4 lease with udhcpc" '^nixos-lift: network: eth0: DHCP lease from udhcpc$'
+    expect "stage 2 wrote Hetzner's resolvers, not resolved's stub" '^nixos-lift: network: resolvers ([0-9.]+ )*185\.12\.64\.[12] ([0-9.]+ )*185\.12\.64\.[12]'
+    expect_not "no stub address in stage 2's resolvers" '^nixos-lift: network: resolvers .*127\.0\.0\.5[34]'
+    expect "the static IPv6 is up after stage 2" "^installer-fixture: network after stage 2, IPv6: .*eth0=$v6/64"
+    expect "the IPv6 default route via fe80::1 is back" '^installer-fixture: network after stage 2, IPv6 routes: .*default via fe80::1 dev eth0'
+    expect "the MTU is back" "^installer-fixture: network after stage 2, MTU: .*eth0=$UBUNTU_MTU "
+    expect_stage2_done cloud-x86_64
+}
+
+# ---- 7. EC2, IMDSv2, UEFI, on the ubuntu-shaped image ----------------------------------------
+# The instance keeps its IPv6 in the metadata: cloud-init asks netplan for dhcp6, and networkd,
+# unlike ifupdown's dhclient -6, does not hold the boot while no DHCPv6 server answers.
+debian_ubuntu-ec2-uefi() {
+    ubuntu_image
+    aws_instance
+    INSTALLER_FILE=installer-manifest-x86_64.tar.gz
+    CONFIG_SHA256=$INSTALLER_MANIFEST_SHA256
+}
+check_debian_ubuntu-ec2-uefi() {
+    check_debian_ec2-uefi
+    # EC2's resolver comes by DHCP, which slirp's restricted DHCP leaves out: resolved has no
+    # upstream, and stage 1 must say so rather than hand over the stub.
+    expect_stage1_network "stage 1 looked through resolved's stub and kept no 127.0.0.53" \
+        "net['dns_source'] == 'systemd-resolved' and not any(s.startswith('127.') for s in net['dns'])"
+    expect "stage 1 warned that resolved had no upstream" 'nixos-lift\[[0-9]+\]: .*points at the systemd-resolved stub but /run/systemd/resolve/resolv.conf lists no servers'
+}
+
+# ---- 8. a wrong agent sha256: nothing runs; SSH, netplan and resolved keep working -----------
+debian_ubuntu-wrong-agent-sha256() {
+    ubuntu_image
+    hetzner_link_dns
+    debian_wrong-agent-sha256
+}
+check_debian_ubuntu-wrong-agent-sha256() {
+    check_debian_wrong-agent-sha256
+    expect "cloud-init rendered the network to netplan" '^simcloud-alive: netplan: 50-cloud-init\.yaml $'
+    expect "networkd configured the NIC" '^simcloud-alive: networkd links: .*eth0 ether routable configured'
+    expect "networkd and resolved run" '^simcloud-alive: services: networkd active resolved active$'
+    expect "resolv.conf is resolved's stub at 127.0.0.53" '^simcloud-alive: resolv.conf: \.\./run/systemd/resolve/stub-resolv\.conf nameservers 127\.0\.0\.53 $'
+    expect "resolved's upstreams are Hetzner's resolvers, eth0's link DNS" '^simcloud-alive: resolved upstreams: .*185\.12\.64\.2 .*185\.12\.64\.1 '
+    expect "resolvectl shows them on eth0" '^simcloud-alive: resolvectl dns: .*Link 2 \(eth0\): 185\.12\.64\.2 185\.12\.64\.1'
+    expect "the stub answers (_gateway, resolved's synthesized name for the router)" '^simcloud-alive: stub answers _gateway: [0-9a-f:.]+ _gateway'
+    expect "no ifupdown and no dhclient in the image" '^simcloud-alive: ifupdown or dhclient: $'
+}

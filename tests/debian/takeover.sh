@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# The whole path with the real cloud-init: a stock Debian 12 cloud-style image (built by
-# tests/debian/build-image.sh) boots in the simulated cloud from its own disk with its own systemd.
+# The whole path with the real cloud-init: a stock cloud-style image (built by
+# tests/debian/build-image.sh: Debian 12, or the ubuntu-shaped Debian 13 with netplan,
+# systemd-networkd and systemd-resolved) boots in the simulated cloud from its own disk with its
+# own systemd.
 # cloud-init's own datasource, chosen by its ds-identify from the SMBIOS strings, reads the fake
 # metadata service (tests/fakecloud/server.py) and the user-data `nixos-lift user-data` rendered;
 # runcmd downloads the agent from the loopback release server and checks its pinned sha256; the
 # agent detaches into a systemd unit (systemd-run), plans, fetches the installer fixture and
 # hands over with `systemctl kexec`.
 #
-#   bash tests/debian/takeover.sh hetzner-bios|ec2-uefi|wrong-agent-sha256|big-2g|big-1536|all|list
+#   bash tests/debian/takeover.sh SCENARIO...|all|list
+#
+# On the Debian 12 image: hetzner-bios, ec2-uefi, wrong-agent-sha256, big-2g, big-1536. On the
+# ubuntu-shaped image: ubuntu-hetzner-ipv6 (DHCP plus the metadata's static IPv6 and MTU,
+# rendered to netplan, restored by stage 2 with resolved's upstream resolvers), ubuntu-ec2-uefi,
+# ubuntu-wrong-agent-sha256. Each image is built (or found in its cache) when a scenario first
+# needs it.
 #
 # big-2g and big-1536 take over with a realistic-size installer (a 430 MiB store image in its
 # initrd, nixos-images' x86_64 size; tests/vm/lib.sh's build_sized_installer, cached in
@@ -44,9 +52,6 @@ parse_takeover_args "$DEBIAN_SCENARIOS" "$@"
 
 start_all=$(date +%s)
 [ "$setup" = yes ] && bash "$REPO_ROOT/tests/vm/setup.sh"
-t=$(date +%s)
-IMAGE=$(bash "$REPO_ROOT/tests/debian/build-image.sh")
-log "image ready in $(($(date +%s) - t)) s: $IMAGE ($(sed -n 2p "$IMAGE/manifest.txt"))"
 mkdir -p "$CACHE/www"
 pick_kernel # the installer fixture's kernel (the host's); the stock image boots its own
 build_agent
@@ -56,6 +61,7 @@ cp "$AGENT" "$CACHE/www/nixos-lift-x86_64-linux"
 AGENT_SHA256=$(sha256sum "$AGENT" | cut -d' ' -f1)
 AGENT_URL="http://$RELEASE_ADDR/nixos-lift-{arch}-linux"
 log "prepared in $(($(date +%s) - start_all)) s; agent sha256 $AGENT_SHA256"
+declare -A IMAGES=() # recipe -> its cache directory, built once per run (use_image)
 
 RESULTS=()
 for name in "${wanted[@]}"; do run_debian_scenario "$name"; done

@@ -30,3 +30,31 @@ need_cloud_init() {
     need_apt cloud-init
     touch /etc/cloud/cloud-init.disabled
 }
+
+# need_cloud_init_trixie: Debian 13's cloud-init (25, the generation Ubuntu's images run, with
+# its newer schema) in its own tree, for `cloud-init schema` only; nothing there ever boots.
+# Cached by recipe in /var/cache/nixos-lift-tests, so a machine builds it once. Sets TRIXIE_TREE.
+need_cloud_init_trixie() {
+    local mirror=http://deb.debian.org/debian recipe cache
+    need_apt mmdebstrap
+    recipe="mmdebstrap --variant=apt --include=cloud-init trixie TARGET $mirror"
+    cache=${NIXOS_LIFT_TEST_CACHE:-/var/cache/nixos-lift-tests}
+    TRIXIE_TREE="$cache/cloud-init-trixie-$(printf '%s' "$recipe" | sha256sum | cut -c1-16)"
+    [ -x "$TRIXIE_TREE/usr/bin/cloud-init" ] && return 0
+    echo "--- bootstrapping trixie's cloud-init into $TRIXIE_TREE"
+    mkdir -p "$cache"
+    rm -rf "$TRIXIE_TREE.tmp"
+    mmdebstrap --quiet --variant=apt --include=cloud-init trixie "$TRIXIE_TREE.tmp" "$mirror" >/dev/null
+    rm -rf "$TRIXIE_TREE"
+    mv "$TRIXIE_TREE.tmp" "$TRIXIE_TREE"
+}
+
+# schema_trixie FILE: trixie's `cloud-init schema --config-file` on FILE, run in TRIXIE_TREE.
+schema_trixie() {
+    local f rc=0
+    f=$(mktemp "$TRIXIE_TREE/tmp/schema.XXXXXX")
+    cp "$1" "$f"
+    chroot "$TRIXIE_TREE" cloud-init schema --config-file "/tmp/${f##*/}" || rc=$?
+    rm -f "$f"
+    return "$rc"
+}

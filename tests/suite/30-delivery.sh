@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Delivery: the user-data template and `nixos-lift user-data` output against the real
-# `cloud-init schema`; Terraform examples through python-hcl2; shellcheck; install.sh and the
+# `cloud-init schema`, bookworm's (22.4) and trixie's (25, the generation Ubuntu's current images
+# run, with a newer schema); Terraform examples through python-hcl2; shellcheck; install.sh and the
 # user-data boot script against a loopback "release" server.
 #
 # SAFETY: this runs as root on a real machine. The "agent" served here is
@@ -18,6 +19,7 @@ cd "$REPO_ROOT"
 
 # --- tools -------------------------------------------------------------------------------
 need_cloud_init
+need_cloud_init_trixie
 need_apt shellcheck python3-venv python3-yaml curl util-linux
 hcl_venv=${XDG_CACHE_HOME:-$HOME/.cache}/nixos-lift/hcl2-venv
 if ! "$hcl_venv/bin/python" -c 'import hcl2' 2>/dev/null; then
@@ -38,7 +40,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-schema() { cloud-init schema --config-file "$1" >"$work/schema.log" 2>&1; }
+# schema FILE: FILE passes both cloud-inits' schema (each is also checked alone below).
+schema_bookworm() { cloud-init schema --config-file "$1"; }
+schema() {
+    local rc=0
+    schema_bookworm "$1" >"$work/schema.log" 2>&1 || rc=$?
+    schema_trixie "$1" >>"$work/schema.log" 2>&1 || rc=$?
+    return "$rc"
+}
+quiet() { "$@" >"$work/schema.log" 2>&1; }
+echo "validators: cloud-init $(cloud-init --version 2>&1 | awk '{print $2}') (bookworm)," \
+    "$(chroot "$TRIXIE_TREE" cloud-init --version 2>&1 | awk '{print $2}') (trixie)"
 
 # --- sample inputs -----------------------------------------------------------------------
 secret="s3cret-token-$RANDOM$RANDOM"
@@ -64,7 +76,10 @@ userdata() { "$bin" user-data --config "$work/config.yaml" --agent-url "$url" \
 
 # --- the validator must be able to fail --------------------------------------------------
 printf '#cloud-config\nruncmd: 5\n' >"$work/invalid.yaml"
-expect_rc 1 "cloud-init schema rejects an invalid cloud-config (negative control)" schema "$work/invalid.yaml"
+expect_rc 1 "bookworm's cloud-init schema rejects an invalid cloud-config (negative control)" \
+    quiet schema_bookworm "$work/invalid.yaml"
+expect_rc 1 "trixie's cloud-init schema rejects an invalid cloud-config (negative control)" \
+    quiet schema_trixie "$work/invalid.yaml"
 
 # --- template, rendered two ways ---------------------------------------------------------
 /usr/bin/python3 "$helper" templatefile "$template" "$work/config.yaml" "$url" "$sum_x86" "$sum_arm" \

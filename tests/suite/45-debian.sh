@@ -4,7 +4,10 @@
 # simulated cloud. Scenarios (tests/debian/takeover.sh): hetzner-bios, ec2-uefi,
 # wrong-agent-sha256 (which also shows cloud-init's growpart and the 10 % /run), and, with a
 # 430 MiB store image in the installer's initrd (issue 19), big-2g (tmpfs staging) and
-# big-1536 (root-filesystem staging). About 9 minutes under TCG, the image build aside.
+# big-1536 (root-filesystem staging). Then the ubuntu-shaped image (issue 15: Debian 13 with
+# netplan, systemd-networkd and systemd-resolved as Ubuntu's cloud images have them):
+# ubuntu-hetzner-ipv6, ubuntu-ec2-uefi, ubuntu-wrong-agent-sha256. Each image is built once per
+# machine and cached by its recipe.
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 bash "$REPO_ROOT/tests/debian/takeover.sh" -q all
