@@ -8,8 +8,8 @@
 #   nix build --no-link --print-out-paths <flake>#....diskoScript -> the disko-script double
 #   nix store ls --store <cache> --json <system>/disko-script   -> a symlink to a fake store
 #       path of the disko-script double (fleet mode's prebuilt disko script)
-#   nix copy --from <cache> <that path>                         -> makes that path a link to
-#       the disko-script double, as a copy into the installer's store would
+#   nix copy --from <cache> <that path>                         -> makes that path (under the
+#       doubles' root: BIN/../nix/store) a script running the disko-script double
 #   nix copy ...                                                -> nothing (recorded)
 # Of the private nix.conf it records only the mode and which settings it has, never values.
 set -eu
@@ -56,8 +56,12 @@ case "$1 $*" in
     answer nix-store-ls-disko "{\"type\":\"symlink\",\"target\":\"$fleet_disko\"}"
     ;;
 "copy "*" $fleet_disko")
-    mkdir -p /nix/store
-    ln -sf "$double_bin/disko-script" "$fleet_disko"
+    # The "store" is the doubles' root's nix/store (a rehearsal's --root; the installer fixture
+    # links /nix there), never the host's /nix.
+    store=$(dirname "$double_bin")/nix/store
+    mkdir -p "$store"
+    printf '#!/bin/sh\nexec %s "$@"\n' "$double_bin/disko-script" >"$store/${fleet_disko#/nix/store/}"
+    chmod 0755 "$store/${fleet_disko#/nix/store/}"
     ;;
 esac
 double_finish nix
