@@ -34,6 +34,7 @@ pub enum Guard {
     DiskoLayout,
     DiskoDevices,
     FleetSubstituter,
+    FleetDiskoScript,
 }
 
 impl Guard {
@@ -63,6 +64,7 @@ impl Guard {
             Self::DiskoLayout => "disko-layout",
             Self::DiskoDevices => "disko-devices",
             Self::FleetSubstituter => "fleet-substituter",
+            Self::FleetDiskoScript => "fleet-disko-script",
         }
     }
 }

@@ -20,6 +20,12 @@ in
   };
 
   config = {
+    # Fleet mode: stage 2 runs a prebuilt system's disko script without evaluating anything; it
+    # finds the script through this link in the toplevel (src/install/fleet.rs, DISKO_LINK).
+    system.systemBuilderCommands = ''
+      ln -s ${config.system.build.diskoScript} $out/disko-script
+    '';
+
     warnings = lib.optional (cfg.device == (import ../lib).unsetDisk)
       "nixos-lift: no target disk. Set nixos-lift.disk.device, or give the facts module a facts.json that names the disk.";
 

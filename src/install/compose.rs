@@ -310,7 +310,23 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
             .map(|(host, token)| format!("{host}={}", token.expose()))
             .collect();
         let _ = writeln!(text, "access-tokens = {}", tokens.join(" "));
+        // access-tokens reach flake fetchers only; a private binary cache takes the token
+        // from a netrc entry (HTTP basic auth's password, as Attic and Cachix read it).
+        let netrc = path.with_file_name("netrc");
+        let entries: String = secrets
+            .nix_access_tokens
+            .iter()
+            .map(|(host, token)| format!("machine {host} password {token}\n"))
+            .collect();
+        write_private(&netrc, &entries)?;
+        let _ = writeln!(text, "netrc-file = {}", netrc.display());
     }
+    write_private(path, &text)?;
+    Ok(path.to_path_buf())
+}
+
+/// Writes a fresh file readable by root only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -319,8 +335,7 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
         .open(path)
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     std::io::Write::write_all(&mut f, text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    Ok(path.to_path_buf())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// Values as one space-separated `nix.conf` setting.

@@ -8,6 +8,7 @@
 
 pub mod compose;
 pub mod disk;
+pub mod fleet;
 pub mod handoff;
 pub mod memory;
 pub mod network;
@@ -306,36 +307,15 @@ impl Stage<'_> {
                 self.line(&format!("nixos-lift: {note}"));
             }
         }
-        let config = format!(
-            "{}.config",
-            compose::flake_ref(
-                &flake_dir,
-                &format!("nixosConfigurations.{}", nix_attr(&plan.flake.attr))
-            )
-        );
-        self.check_disko_devices(&tools, &config, cleared)?;
-        let disko_script = tools
-            .run(
-                "nix",
-                &[
-                    "build",
-                    "--no-link",
-                    "--print-out-paths",
-                    &format!("{config}.system.build.diskoScript"),
-                ],
-            )?
-            .trim()
-            .to_string();
-        if !fleet {
-            tools.run(
-                "nix",
-                &[
-                    "eval",
-                    "--raw",
-                    &format!("{config}.system.build.toplevel.drvPath"),
-                ],
-            )?;
-        }
+        let disko_script = match &plan.system {
+            Some(system) => {
+                let script =
+                    fleet::disko_script(&tools, fleet::substituter(plan)?, system.as_str())?;
+                // A store path: in the installer's store (a rehearsal's, under its root).
+                self.opts.under_root(&script).display().to_string()
+            }
+            None => self.build_disko_script(&tools, &flake_dir, cleared)?,
+        };
         Ok(Composed {
             tools,
             flake_dir,
@@ -385,17 +365,7 @@ impl Stage<'_> {
             InstallPhase::Install,
             &format!("installing the prebuilt system {system}"),
         );
-        let from = plan.nix.substituters.first().ok_or_else(|| {
-            Error::refused(
-                "install",
-                Refusal::new(
-                    Guard::FleetSubstituter,
-                    "`system` set and no substituter",
-                    "a binary cache that holds it",
-                    "add nix.substituters to the config",
-                ),
-            )
-        })?;
+        let from = fleet::substituter(plan)?;
         let tmp = mnt.join("tmp");
         std::fs::create_dir_all(&tmp)
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
@@ -404,7 +374,7 @@ impl Stage<'_> {
             &[
                 "copy",
                 "--from",
-                from.as_str(),
+                from,
                 "--to",
                 &format!("local?root={mnt_s}"),
                 system.as_str(),
@@ -551,6 +521,46 @@ impl Stage<'_> {
         // Events held until now can reach the webhook.
         self.phases.reporter.network_ready();
         Ok(())
+    }
+
+    /// The flake path: checks the layout's disks, builds the disko script and evaluates the
+    /// whole system now, so an evaluation error does not cost the disk.
+    fn build_disko_script(
+        &mut self,
+        tools: &Tools,
+        flake_dir: &Path,
+        cleared: &disk::Cleared,
+    ) -> Result<String> {
+        let plan = &self.handoff.plan;
+        let config = format!(
+            "{}.config",
+            compose::flake_ref(
+                flake_dir,
+                &format!("nixosConfigurations.{}", nix_attr(&plan.flake.attr))
+            )
+        );
+        self.check_disko_devices(tools, &config, cleared)?;
+        let script = tools
+            .run(
+                "nix",
+                &[
+                    "build",
+                    "--no-link",
+                    "--print-out-paths",
+                    &format!("{config}.system.build.diskoScript"),
+                ],
+            )?
+            .trim()
+            .to_string();
+        tools.run(
+            "nix",
+            &[
+                "eval",
+                "--raw",
+                &format!("{config}.system.build.toplevel.drvPath"),
+            ],
+        )?;
+        Ok(script)
     }
 
     /// Every disk the layout names must be the target: disko destroys what it names.

@@ -33,6 +33,15 @@ const TRANSIENT: [&str; 9] = [
     "Failed to connect",
 ];
 
+/// A failed download the server refused on purpose (401, 403, 404): retrying cannot help.
+fn is_transient(line: &str) -> bool {
+    let refused = line
+        .split("HTTP error 4")
+        .skip(1)
+        .any(|rest| !rest.starts_with("08") && !rest.starts_with("29"));
+    !refused && TRANSIENT.iter().any(|p| line.contains(p))
+}
+
 /// The install log: a file (copied to the installed system) and the tail for the banner.
 pub struct InstallLog {
     file: Option<File>,
@@ -173,7 +182,7 @@ impl Tools {
                     .lines()
                     .map_while(std::io::Result::ok)
                 {
-                    transient |= TRANSIENT.iter().any(|p| line.contains(p));
+                    transient |= is_transient(&line);
                     tracing::info!("{line}");
                     log.push(&line);
                 }
@@ -246,6 +255,14 @@ mod tests {
         );
         assert!(t.run("sh", &["-c", &script]).is_err());
         assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn refusals_by_the_server_are_not_transient() {
+        let line = "error: unable to download 'http://c/nix-cache-info': HTTP error 401";
+        assert!(!is_transient(line));
+        assert!(is_transient(&line.replace("401", "429")));
+        assert!(is_transient(&line.replace("401", "503")));
     }
 
     #[test]

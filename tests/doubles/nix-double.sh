@@ -6,6 +6,10 @@
 #       generated facts module sets (or control/nix-eval-disko.out)
 #   nix eval --raw <flake>#....toplevel.drvPath                 -> a fake .drv path
 #   nix build --no-link --print-out-paths <flake>#....diskoScript -> the disko-script double
+#   nix store ls --store <cache> --json <system>/disko-script   -> a symlink to a fake store
+#       path of the disko-script double (fleet mode's prebuilt disko script)
+#   nix copy --from <cache> <that path>                         -> makes that path (under the
+#       doubles' root: BIN/../nix/store) a script running the disko-script double
 #   nix copy ...                                                -> nothing (recorded)
 # Of the private nix.conf it records only the mode and which settings it has, never values.
 set -eu
@@ -29,6 +33,7 @@ if [ -n "$conf" ] && [ -f "$conf" ]; then
         "$(sed -n 's/^\([a-z-]*\) =.*/\1/p' "$conf" | tr '\n' ' ')" >>"$double_prefix.files"
 fi
 
+fleet_disko=/nix/store/00000000000000000000000000000000-disko-script-double
 answer() {
     if [ -f "$double_control/$1.out" ]; then
         cat "$double_control/$1.out"
@@ -46,6 +51,17 @@ case "$1 $*" in
     ;;
 *"build "*diskoScript*)
     answer nix-build-disko "$double_bin/disko-script"
+    ;;
+*"store ls "*/disko-script)
+    answer nix-store-ls-disko "{\"type\":\"symlink\",\"target\":\"$fleet_disko\"}"
+    ;;
+"copy "*" $fleet_disko")
+    # The "store" is the doubles' root's nix/store (a rehearsal's --root; the installer fixture
+    # links /nix there), never the host's /nix.
+    store=$(dirname "$double_bin")/nix/store
+    mkdir -p "$store"
+    printf '#!/bin/sh\nexec %s "$@"\n' "$double_bin/disko-script" >"$store/${fleet_disko#/nix/store/}"
+    chmod 0755 "$store/${fleet_disko#/nix/store/}"
     ;;
 esac
 double_finish nix

@@ -36,30 +36,7 @@ nixpkgs-fmt --check "${nix_files[@]}"
 echo "--- deadnix --fail"
 deadnix --fail "${nix_files[@]}"
 
-# Nix 2.26 from Debian trixie in its own tree (bookworm's 2.8 has no usable flakes). Cached
-# by recipe, so CI machines that keep /var/cache build it once.
-suite=trixie
-mirror=http://deb.debian.org/debian
-recipe="mmdebstrap --variant=apt --include=nix-bin $suite TARGET $mirror"
-cache=${NIXOS_LIFT_TEST_CACHE:-/var/cache/nixos-lift-tests}
-tree="$cache/nix-trixie-$(printf '%s' "$recipe" | sha256sum | cut -c1-16)"
-if [ ! -x "$tree/usr/bin/nix" ]; then
-    echo "--- bootstrapping Nix 2.26 into $tree"
-    mkdir -p "$cache"
-    rm -rf "$tree.tmp"
-    mmdebstrap --quiet --variant=apt --include=nix-bin "$suite" "$tree.tmp" "$mirror" >/dev/null
-    rm -rf "$tree"
-    mv "$tree.tmp" "$tree"
-fi
-# nix26 PERSONALITY ARGS...: Nix 2.26 picks nix or nix-instantiate from argv[0].
-nix26() {
-    local name=$1
-    shift
-    HOME="$NIX26_HOME" "$NIX26_TREE/lib64/ld-linux-x86-64.so.2" \
-        --library-path "$NIX26_TREE/usr/lib/x86_64-linux-gnu:$NIX26_TREE/lib/x86_64-linux-gnu" \
-        --argv0 "$name" "$NIX26_TREE/usr/bin/nix" "$@"
-}
-export NIX26_TREE=$tree
+ensure_nix26_tree
 export -f nix26
 # A throwaway store and state: the checks only evaluate, and the host's /nix stays untouched.
 export NIX_STORE_DIR="$work/store" NIX_STATE_DIR="$work/state" NIX_LOG_DIR="$work/log"

@@ -190,7 +190,7 @@ build_installer() {
     cp "$VM_SRC/guest/udhcpc.script" "$dir/usr/share/udhcpc/default.script"
     # The test CA, the only one the installer trusts: the webhook receiver's certificate.
     cp "$CACHE/tls/ca.crt" "$dir/etc/ssl/certs/ca-certificates.crt"
-    cp "$REPO_ROOT"/tests/doubles/{double-lib,install-doubles,nix-double,nixos-install-double,disko-script-double}.sh \
+    cp "$REPO_ROOT"/tests/doubles/{double-lib,install-doubles,nix-double,nix-recorder,nixos-install-double,disko-script-double}.sh \
         "$dir/doubles/"
     cat >"$dir/etc/fixture.env" <<ENV
 FIXTURE_PROBE_HOST=$RELEASE_ADDR
@@ -474,11 +474,15 @@ start_metadata() {
     METADATA_PORT=$(wait_port_file "$RUN/metadata.port")
 }
 
-# start_release: tests/vm/release_server.py over $CACHE/www; sets RELEASE_PORT.
+# start_release: tests/vm/release_server.py over $CACHE/www (FLEET_PRIVATE_PREFIX only with
+# the access token); sets RELEASE_PORT.
 start_release() {
     : >"$RUN/release.log"
+    # The fleet scenarios' private binary cache wants this run's access token.
+    (umask 077 && printf '%s\n' "$ACCESS_TOKEN" >"$RUN/access-token")
     python3 "$VM_SRC/release_server.py" --dir "$CACHE/www" --log "$RUN/release.log" \
-        --port-file "$RUN/release.port" >"$RUN/release.out" 2>&1 &
+        --port-file "$RUN/release.port" --private-prefix "${FLEET_PRIVATE_PREFIX:-/private/}" \
+        --token-file "$RUN/access-token" >"$RUN/release.out" 2>&1 &
     _pids+=($!)
     RELEASE_PORT=$(wait_port_file "$RUN/release.port")
 }
@@ -682,6 +686,15 @@ expect_argv() {
     f=$(record_files "$tool" | tail -n1)
     got=$(tr '\n' ' ' <"${f:-/dev/null}")
     if [ -n "$f" ] && [ "${got% }" = "$*" ]; then pass "$tool argv: $*"; else fail "$tool argv: got '${got% }', wanted '$*'"; fi
+}
+
+# expect_argv_n TOOL N WANT...: TOOL's run number N (from 0) had exactly these arguments.
+expect_argv_n() {
+    local tool=$1 n=$2 f got
+    shift 2
+    f=$(record_files "$tool" | sed -n "$((n + 1))p")
+    got=$(tr '\n' ' ' <"${f:-/dev/null}")
+    if [ -n "$f" ] && [ "${got% }" = "$*" ]; then pass "$tool run $n argv: $*"; else fail "$tool run $n argv: got '${got% }', wanted '$*'"; fi
 }
 
 # expect_flake_files HOSTNAME ATTR: the wrapper flake and the facts module stage 2 generated

@@ -5,7 +5,7 @@
 # Sourced: the scenario functions set the variables tests/vm/lib.sh and takeover.sh read.
 # shellcheck disable=SC2034
 
-SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails upstream-installer big-1g big-1g-refused"
+SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails upstream-installer big-1g big-1g-refused fleet fleet-wrong-key fleet-private fleet-missing-path"
 
 # Defaults shared by every scenario: a Hetzner x86_64 BIOS VM with DHCP and a good config.
 scenario_defaults() {
@@ -34,6 +34,8 @@ scenario_defaults() {
     CONFIG_SHA256=$INSTALLER_MANIFEST_SHA256
     CONFIG_MIN_MEMORY="" # empty: no min_memory in the config, the memory guard computes the need
     CONFIG_SYSTEM=""   # fleet mode: a prebuilt system closure
+    CONFIG_SUBSTITUTER=http://$RELEASE_ADDR/cache
+    CONFIG_CACHE_KEY=$CACHE_KEY
     CONFIG_REBOOT=false
     # Stage 2 in the installer fixture: faults for its doubles (tests/vm/installer/init).
     VM_FIXTURE_CONTROL=""
@@ -68,8 +70,8 @@ ssh:
   authorized_keys:
     - "$CONFIG_KEY"
 nix:
-  substituters: ["http://$RELEASE_ADDR/cache"]
-  trusted_public_keys: ["$CACHE_KEY"]
+  substituters: ["$CONFIG_SUBSTITUTER"]
+  trusted_public_keys: ["$CONFIG_CACHE_KEY"]
   access_tokens:
     "$RELEASE_ADDR": "$ACCESS_TOKEN"
 report:
@@ -293,7 +295,8 @@ check_second-disk() {
     expect "stage 2 composes in fleet mode" '^nixos-lift: \[4/8\] composing .* \(fleet mode: disko only\)'
     expect_stage2_done cloud-x86_64
     extract_records || return 0
-    expect_tool_order nix-eval nix-build disko-script nix-copy nixos-install
+    expect_tool_order nix-store nix-copy disko-script nix-copy nixos-install
+    expect_argv_n nix 0 store ls --store "http://$RELEASE_ADDR/cache" --json "$FLEET_SYSTEM/disko-script"
     expect_argv nix copy --from "http://$RELEASE_ADDR/cache" --to "local?root=/mnt" "$FLEET_SYSTEM"
     expect_argv nixos-install --root /mnt --system "$FLEET_SYSTEM" --no-root-passwd --no-channel-copy
     if grep -qh 'toplevel' "$RUN/records/doubles/bin/records/"*-nix.argv; then
@@ -420,4 +423,113 @@ check_big-1g-refused() {
     expect_vm_exit
     expect_disks_untouched
     log "big-1g-refused: MemTotal ${total:-?} MiB, MemAvailable ${avail:-?} MiB, needed ${need:-?} MiB"
+}
+
+# ---- 12-15. fleet mode with the real Nix (tests/vm/fleet.sh) ------------------------------
+# The installer carries Debian trixie's Nix 2.26; the substituter is a signed binary cache built
+# on the host by the same Nix from plain derivations. Stage 2 reads the prebuilt disko script's
+# path from the system (`nix store ls`), copies it into the installer's store and runs it (the
+# disko double, really partitioning and formatting the root disk), copies the closure into
+# /mnt's store, and the nixos-install double sets the system profile with the real nix-env.
+# The host reads the target disk back with debugfs.
+
+# expect_fleet_failure PHASE N WHY-ERE: stage 2 failed at phase N/8 PHASE with Nix's reason in
+# the banner's log tail, returned to the installer (no reboot although reboot: true) and the
+# webhook's last event is PHASE:failed.
+expect_fleet_failure() {
+    local phase=$1 n=$2 why=$3 events="" p
+    expect "the failure line names phase $n/8 $phase" "^nixos-lift: failed at \\[$n/8\\] $phase: running nix: exit status: 1"
+    expect "a banner names the phase" "^nixos-lift: INSTALL FAILED in phase $phase \\($n/8\\)\$"
+    expect "the banner's log tail gives Nix's reason" "^nixos-lift: \\| error: $why"
+    expect "stage 2 returned a failure to the installer" '^installer-fixture: nixos-lift install exited 1$'
+    expect_not "no reboot" '^nixos-lift: \[8/8\] rebooting|^nixos-lift: done:'
+    for p in handoff network disk compose partition install; do
+        events+=" $p:running"
+        [ "$p" = "$phase" ] && break
+    done
+    # shellcheck disable=SC2086 # a list of events
+    expect_webhook $WEBHOOK_STAGE1 $events "$phase:failed"
+}
+
+# expect_fleet_tools CACHE: the recorded nix runs: the disko link read from CACHE, the disko
+# script copied into the installer's store and run, then the system copied into /mnt.
+expect_fleet_tools() {
+    local from=http://$RELEASE_ADDR/fleet/$1
+    expect_tool_order nix-store nix-copy disko-script nix-copy nixos-install
+    expect_argv_n nix 0 store ls --store "$from" --json "$FLEET_SYSTEM_PATH/disko-script"
+    expect_argv_n nix 1 copy --from "$from" "$FLEET_DISKO_PATH"
+    expect_argv_n nix 2 copy --from "$from" --to "local?root=/mnt" "$FLEET_SYSTEM_PATH"
+    expect_argv nixos-install --root /mnt --system "$FLEET_SYSTEM_PATH" --no-root-passwd --no-channel-copy
+    expect_no_evaluation
+}
+
+scenario_fleet() { fleet_scenario good; }
+check_fleet() {
+    expect_kexec
+    expect "the installer runs the real Nix 2.26" '^installer-fixture: real nix: nix \(Nix\) 2\.26'
+    expect "stage 2 composes in fleet mode" '^nixos-lift: \[4/8\] composing .* \(fleet mode: disko only\)'
+    expect_stage2_done cloud-x86_64
+    extract_records || return 0
+    expect_fleet_tools good
+    expect_in_file "the disko double partitioned and formatted the root disk" "$RUN/records/run/nixos-lift/install.log" \
+        "disko-script (test double): $(root_disk) partitioned, ext4 on $(root_disk)1 mounted on /mnt"
+    expect_target_system
+    expect_no_secrets
+    expect_webhook $WEBHOOK_DONE
+}
+
+# A cache signed by another key: the first copy (the disko script, into the installer's store)
+# already fails, so the disk is never touched.
+scenario_fleet-wrong-key() {
+    fleet_scenario wrongkey
+    CONFIG_REBOOT=true
+}
+check_fleet-wrong-key() {
+    expect_kexec
+    expect_fleet_failure compose 4 "cannot add path '/nix/store/[^']+' because it lacks a signature by a trusted key"
+    extract_records || return 0
+    expect_tool_order nix-store nix-copy
+    expect_disks_untouched
+    expect_no_secrets
+}
+
+# The private cache: 401 without the token (the host's real Nix, asked without it), success
+# with it (netrc-file in the private nix.conf; the token in no console line, record or argv).
+scenario_fleet-private() { fleet_scenario private; }
+check_fleet-private() {
+    local out n
+    if out=$(fleet_nix nix store ls --store "http://127.0.0.1:$RELEASE_PORT/fleet/private" --json "$FLEET_SYSTEM_PATH/disko-script" 2>&1); then
+        fail "the private cache answered the host's Nix without the token"
+    elif grep -q 'HTTP error 401' <<<"$out"; then
+        pass "without the token the private cache answers 401 (the host's Nix: $(grep -o "HTTP error 401" <<<"$out" | head -n1))"
+    else
+        fail "without the token: '$out', wanted HTTP error 401"
+    fi
+    expect_stage2_done cloud-x86_64
+    n=$(grep -c "^GET /fleet/private/.* 200\$" "$RUN/release.log" || true)
+    if [ "$n" -gt 0 ]; then pass "the VM's Nix fetched $n files of the private cache with the token"; else fail "no request to the private cache was answered 200"; fi
+    extract_records || return 0
+    expect_fleet_tools private
+    if grep -hq "nix/nix.conf mode=600 settings=.*netrc-file" "$RUN/records/doubles/bin/records/"*-nix.files 2>/dev/null; then
+        pass "nix got the token through netrc-file in the private nix.conf"
+    else
+        fail "the private nix.conf has no netrc-file"
+    fi
+    expect_target_system
+    expect_no_secrets
+}
+
+# The cache lacks one path of the closure (the initrd's, not in the disko script's closure):
+# the system copy fails at the install phase, naming the path.
+scenario_fleet-missing-path() {
+    fleet_scenario missing
+    CONFIG_REBOOT=true
+}
+check_fleet-missing-path() {
+    expect_kexec
+    expect_fleet_failure install 6 "path '${FLEET_MISSING_PATH//./\\.}' is not valid"
+    extract_records || return 0
+    expect_tool_order nix-store nix-copy disko-script nix-copy
+    expect_target_no_system
+    expect_no_secrets
 }

@@ -20,6 +20,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib/common.sh"
 source "$REPO_ROOT/tests/vm/lib.sh"
+source "$REPO_ROOT/tests/vm/fleet.sh"
 source "$REPO_ROOT/tests/vm/scenarios.sh"
 source "$REPO_ROOT/tests/vm/scenarios-arm64.sh"
 
