@@ -1,6 +1,7 @@
 //! The install plan: facts plus config, decided up front in stage 1 and carried to stage 2.
 //!
-//! `plan.json` in the handoff is this struct. Stage 2 executes it; it never re-plans.
+//! `plan.json` in the handoff is this struct. Stage 2 executes it; only the network restore is
+//! still planned again in stage 2 (`install::network`), from the facts the handoff carries.
 
 mod build;
 pub mod guard;
