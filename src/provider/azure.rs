@@ -1,5 +1,6 @@
 //! Azure IMDS: one JSON document at `/metadata/instance` with `Metadata: true` and an
-//! `api-version`. 404 and 410 are transient here while IMDS starts (providers.md).
+//! `api-version`. 404 and 410 are transient here while IMDS starts (cloud-init's
+//! `cloudinit/sources/azure/imds.py` retries them too).
 
 use serde::Deserialize;
 

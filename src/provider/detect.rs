@@ -1,5 +1,6 @@
 //! Local identification: a pure function of the DMI facts and a few other local signals,
-//! following the fingerprints and order in providers.md. No network here.
+//! using the fingerprints cloud-init checks (`tools/ds-identify`'s `dscheck_*` functions and
+//! the datasources' own DMI checks). No network here.
 
 use crate::facts::Facts;
 use crate::host::SysRoot;
