@@ -5,9 +5,10 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serializer};
 use zeroize::{Zeroize, Zeroizing};
 
-/// A secret: a token (`String`, the default) or a key file's bytes. Debug and Display print
-/// `<redacted>`, the one redaction every struct holding a secret relies on; read the value with
-/// [`Secret::expose`]. The memory is wiped on drop. It has no `Serialize`: the one file that
+/// A secret: a token (`String`, the default) or a key file's bytes. Debug prints `<redacted>`,
+/// the one redaction every struct holding a secret relies on. There is no Display, so
+/// `format!("{token}")` fails to compile rather than writing `<redacted>` where the value was
+/// meant; read the value with [`Secret::expose`]. The memory is wiped on drop. It has no `Serialize`: the one file that
 /// holds secrets (`secrets.json`) writes them through [`exposed`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T: Zeroize = String>(Zeroizing<T>);
@@ -24,12 +25,6 @@ impl<T: Zeroize> Secret<T> {
 }
 
 impl<T: Zeroize> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl<T: Zeroize> fmt::Display for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
@@ -111,9 +106,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_and_display_are_redacted() {
+    fn debug_is_redacted() {
         let secret: Secret = Secret::new("hunter2");
-        assert_eq!(format!("{secret}"), "<redacted>");
         assert_eq!(format!("{secret:?}"), "<redacted>");
         assert_eq!(format!("{:?}", Some(&secret)), "Some(<redacted>)");
         assert_eq!(secret.expose(), "hunter2");

@@ -313,16 +313,20 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
         // access-tokens reach flake fetchers only; a private binary cache takes the token
         // from a netrc entry (HTTP basic auth's password, as Attic and Cachix read it).
         let netrc = path.with_file_name("netrc");
-        let entries: String = secrets
-            .nix_access_tokens
-            .iter()
-            .map(|(host, token)| format!("machine {host} password {token}\n"))
-            .collect();
-        write_private(&netrc, &entries)?;
+        write_private(&netrc, &netrc_entries(secrets))?;
         let _ = writeln!(text, "netrc-file = {}", netrc.display());
     }
     write_private(path, &text)?;
     Ok(path.to_path_buf())
+}
+
+/// One netrc `machine` line per access token.
+fn netrc_entries(secrets: &Secrets) -> String {
+    secrets
+        .nix_access_tokens
+        .iter()
+        .map(|(host, token)| format!("machine {host} password {}\n", token.expose()))
+        .collect()
 }
 
 /// Writes a fresh file readable by root only.
@@ -356,5 +360,17 @@ mod tests {
     fn nix_strings_escape_quotes_backslashes_and_interpolation() {
         assert_eq!(nix_str(r#"a"b\c${d}$e"#), r#""a\"b\\c\${d}$e""#);
         assert_eq!(nix_str("x\ny"), r#""x\ny""#);
+    }
+
+    #[test]
+    fn netrc_carries_the_token_itself() {
+        let mut secrets = Secrets::default();
+        secrets
+            .nix_access_tokens
+            .insert("cache.example".into(), crate::config::Secret::new("tok-42"));
+        assert_eq!(
+            netrc_entries(&secrets),
+            "machine cache.example password tok-42\n"
+        );
     }
 }
