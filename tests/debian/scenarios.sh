@@ -87,7 +87,7 @@ run_debian_scenario() {
     VM_SECONDS=$(($(date +%s) - start))
     log "scenario $SCENARIO: VM ran $VM_SECONDS s; checks:"
     before=$FAILS
-    "check_debian_$SCENARIO"
+    run_checks "check_debian_$SCENARIO"
     case $VM_STATUS in
         0) pass "the VM powered off by itself" ;;
         124) fail "the VM finished within ${VM_TIMEOUT}s" ;;

@@ -565,6 +565,22 @@ fail() {
     printf '[simcloud]   FAIL %s\n' "$*"
     FAILS=$((FAILS + 1))
 }
+# run_checks FN: a scenario's checks in a subshell with errexit on, so a command that stops
+# them early (readlink of a missing link, say) is one more failure instead of the end of the
+# whole run; the next scenario and the summary still come.
+run_checks() {
+    local rc
+    set +e
+    (
+        trap 'echo "$FAILS" >"$RUN/.fails"' EXIT
+        set -e
+        "$1"
+    )
+    rc=$?
+    set -e
+    FAILS=$(cat "$RUN/.fails")
+    [ "$rc" = 0 ] || fail "$1 stopped early at a failing command (exit $rc); its later checks did not run"
+}
 # expect WHAT ERE: the serial console has a line matching ERE.
 expect() {
     if grep -Eq -- "$2" "$RUN/console.log"; then pass "$1"; else fail "$1 (no console line matches /$2/)"; fi

@@ -88,7 +88,7 @@ run_scenario() {
     if [ "$quiet" = yes ]; then boot_vm >/dev/null; else boot_vm; fi
     log "scenario $SCENARIO: VM ran $(($(date +%s) - start)) s; checks:"
     before=$FAILS
-    "check_$SCENARIO"
+    run_checks "check_$SCENARIO"
     case $VM_STATUS in
         0) ;;
         124) fail "the VM finished within ${VM_TIMEOUT}s" ;;
