@@ -73,6 +73,8 @@ let
       scriptEsp = has "--new=${esp}:0:+512M" && has "--typecode=${esp}:EF00" && has ''--change-name="${esp}:disk-main-ESP"''
       && has ''mkfs.vfat "/dev/disk/by-partlabel/disk-main-ESP"'';
       scriptRootPartition = has "--new=${rootPart}:0:-0" && has ''--change-name="${rootPart}:disk-main-root"'';
+      # Fleet mode finds disko's script through this link in the prebuilt toplevel.
+      toplevelLinksDiskoScript = hasInfix "$out/disko-script" c.system.systemBuilderCommands;
     }
     // lib.optionalAttrs (layout == "basic") {
       rootFilesystem = root.device == "/dev/disk/by-partlabel/disk-main-root" && root.fsType == "ext4";

@@ -87,6 +87,8 @@ in
     system = {
       stateVersion = opt types.str lib.trivial.release;
       nixos.release = opt types.str lib.trivial.release;
+      # system/activation/top-level.nix: lines appended to the toplevel's builder.
+      systemBuilderCommands = opt types.lines "";
       build = opt (types.submoduleWith { modules = [{ freeformType = types.lazyAttrsOf (types.uniq types.unspecified); }]; }) { };
     };
 

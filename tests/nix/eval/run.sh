@@ -44,7 +44,7 @@ evaluate() {
 
 result=$(evaluate "$here/checks.nix" "${args[@]}")
 failed=$(jq -r 'to_entries[] | select(.value != []) | "\(.key): \(.value | join(", "))"' <<<"$result")
-if false; then
+if [ -n "$failed" ]; then
     echo "eval: checks that do not hold:" >&2
     echo "$failed" >&2
     exit 1
