@@ -8,6 +8,8 @@ let
   repo = ../../..;
 
   evalFor = system: modules: lib.evalModules {
+    # As flake.nix's installerFor passes it (nix/installer/lean.nix reads it).
+    specialArgs.noninteractiveModule = "${nixosImages}/nix/noninteractive.nix";
     modules = [
       ./nixos-options.nix
       {
@@ -33,7 +35,7 @@ let
     (lib.functionArgs kexecInstallerModule);
 in
 {
-  inherit lib repo;
+  inherit lib repo nixosImages;
   helpers = import (repo + "/nix/lib");
   sampleFile = repo + "/nix/tests/facts-sample.json";
 
