@@ -233,12 +233,14 @@ let
       pythonRestoreOff = !c.systemd.services.restore-network.enable && !(elem "restore-network.service" (net.after ++ install.after));
       documentationOff = with c.documentation; !(enable || man.enable || info.enable || doc.enable || nixos.enable);
       zfsAndBcachefsOff = c.boot.supportedFilesystems == { zfs = false; bcachefs = false; };
-      # Only the clouds' drivers: nixpkgs' all-hardware list, default modules and firmware off.
-      onlyCloudDrivers = c.boot.initrd.availableKernelModules == lib.sort lib.lessThan (import (h.repo + "/nix/lib/cloud-drivers.nix") { x86 = system == "x86_64-linux"; })
+      # Only the clouds' drivers and netboot's squashfs/overlay: nixpkgs' all-hardware list,
+      # default modules and firmware off (./netboot-profile.nix restates what turns them on).
+      onlyCloudDrivers = c.boot.initrd.availableKernelModules
+        == lib.sort lib.lessThan ([ "squashfs" "overlay" ] ++ import (h.repo + "/nix/lib/cloud-drivers.nix") { x86 = system == "x86_64-linux"; })
         && !c.hardware.enableAllHardware && !c.boot.initrd.includeDefaultModules
         && !c.hardware.enableRedistributableFirmware && !c.networking.wireless.enable;
       # xz with CRC32 (the only check the kernel's xz decoder verifies) around an xz squashfs.
-      xzInitrd = c.boot.initrd.compressor == "xz" && elem "--check=crc32" c.boot.initrd.compressorArgs
+      xzInitrd = c.boot.initrd.compressor == "xz" && c.boot.initrd.compressorArgs != null && elem "--check=crc32" c.boot.initrd.compressorArgs
         && lib.hasPrefix "xz " c.netboot.squashfsCompression;
       # nixos-images' noninteractive imports zfs-minimal.nix by path; lean.nix disables it. With it
       # active, its undeclared options (services.udev, networking.hostId) would fail the evaluation.

@@ -44,7 +44,7 @@ in
 
   # What flake.nix's installerFor imports, as far as it evaluates without nixpkgs' own modules:
   # the real kexec-installer (less its imports) and its serial, networkd and
-  # restore-remote-access modules.
+  # restore-remote-access modules, plus the restated netboot profile (./netboot-profile.nix).
   installer = system: evalFor system [
     kexecInstaller
     "${nixosImages}/nix/serial.nix"
@@ -52,6 +52,8 @@ in
     "${nixosImages}/nix/restore-remote-access.nix"
     # nixpkgs' netboot.nix (imported by kexec-installer) boots without a boot loader.
     { boot.loader.grub.enable = false; }
+    # What nixpkgs' netboot profile and nixos-images' installer.nix set that lean.nix overrides.
+    ./netboot-profile.nix
     (repo + "/nix/installer")
   ];
 
