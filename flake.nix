@@ -23,6 +23,8 @@
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
       installerFor = system: lib.nixosSystem {
+        # nix/installer/lean.nix disables a module that noninteractive imports next to itself.
+        specialArgs.noninteractiveModule = nixos-images.nixosModules.noninteractive;
         modules = [
           nixos-images.nixosModules.kexec-installer
           nixos-images.nixosModules.noninteractive
@@ -58,7 +60,13 @@
         description = "One NixOS host for nixos-lift: the cloud baseline, facts and a disk layout";
       };
 
-      checks = forAllSystems (pkgs: import ./nix/tests { inherit pkgs self; });
+      checks = forAllSystems (pkgs: import ./nix/tests { inherit pkgs self; } // {
+        # The installer's compressed initrd within nix/installer/budget.nix; builds the installer.
+        installer-size = import ./nix/installer/size-check.nix {
+          inherit (pkgs) runCommand;
+          installer = self.packages.${pkgs.stdenv.hostPlatform.system}.installer;
+        };
+      });
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {

@@ -1,14 +1,16 @@
 # The nixos-lift installer: nixos-images' kexec-installer and noninteractive modules (imported
-# next to this one in flake.nix) plus stage 2. Build: `nix build .#installer`.
+# next to this one in flake.nix) plus stage 2, made lean by ./lean.nix. Build:
+# `nix build .#installer`.
 #
 # Boot sequence after stage 1's kexec:
 #   initrd   nixos-lift-handoff copies /nixos-lift (the handoff) to /run/nixos-lift/handoff;
 #            /run survives switch-root. nixos-images' restore-state-from-initrd copies the
 #            ssh/ and *.json files as usual.
-#   stage 2  restore-network (nixos-images) writes networkd files from addrs.json/routes-*.json;
-#            nixos-lift-network adds DNS and MTU, which that restore drops: MTU before networkd
-#            starts, DNS into the running systemd-resolved (which starts before sysinit.target,
-#            so no ordinary service can run before it);
+#   stage 2  nixos-lift-network writes the networkd units for the interfaces in the handoff's
+#            facts (MAC match, static addresses, routes, MTU; nixos-images' Python
+#            restore-network is off, see lean.nix) before networkd starts, and the resolvers into
+#            the running systemd-resolved (which starts before sysinit.target, so no ordinary
+#            service can run before it);
 #            nixos-lift-install runs `nixos-lift install`, preferring the handed-over agent.
 { config, lib, pkgs, ... }:
 let
@@ -21,7 +23,9 @@ let
     name = "nixos-lift-network";
     runtimeInputs = [ pkgs.jq pkgs.coreutils pkgs.gawk pkgs.systemd ];
     text = ''
-      # DNS and MTU from the handoff's facts, which nixos-images' restore-network leaves out.
+      # The network from the handoff's facts: resolvers for systemd-resolved, and one networkd
+      # unit per ethernet interface (what nixos-images' restore-network wrote from addrs.json
+      # and routes-*.json, plus the MTU).
       facts=${handoff c.factsFile}
       net=${handoff c.networkFile}
 
@@ -40,13 +44,31 @@ let
         echo "nixos-lift: no resolvers in the handoff; relying on DHCP"
       fi
 
-      # restore-network names its files 00-<ifname>.network; a drop-in adds the MTU.
-      jq -r '.network.interfaces[] | select(.link_type == "ether" and .mtu != 1500) | "\(.name) \(.mtu)"' "$facts" |
-        while read -r ifname mtu; do
-          dir=/etc/systemd/network/00-$ifname.network.d
-          mkdir -p "$dir"
-          printf '[Link]\nMTUBytes=%s\n' "$mtu" > "$dir/50-nixos-lift-mtu.conf"
-          echo "nixos-lift: MTU $mtu on $ifname"
+      # 00-<ifname>.network, matched by MAC (kernel names may differ here): DHCP and RA as
+      # before, static addresses, the routes that do not come back by themselves (not kernel,
+      # dhcp or ra) and a non-1500 MTU. Stage 2 adds the same addresses and routes over netlink.
+      mkdir -p /etc/systemd/network
+      jq -r '.network as $n | ($n.interfaces // [])[]
+        | select(.link_type == "ether" and .mac != null and .mac != "00:00:00:00:00:00")
+        | . as $i
+        | "\(.name)\t" + ([
+            "[Match]", "MACAddress=\(.mac)",
+            (if .mtu != null and .mtu != 1500 then "[Link]", "MTUBytes=\(.mtu)" else empty end),
+            "[Network]", "DHCP=yes", "IPv6AcceptRA=yes",
+            ((.addresses // [])[] | select(.scope != "link" and .scope != "host" and (.dynamic | not))
+              | "Address=\(.address)/\(.prefix_len)"),
+            (($n.routes // [])[] | select(.dev == $i.name and ((.protocol // "") | IN("kernel", "dhcp", "ra") | not))
+              | "[Route]",
+                (if .dst != "default" then "Destination=\(.dst)"
+                 elif .family == "inet" and .gateway_family == "inet6" then "Destination=0.0.0.0/0"
+                 else empty end),
+                (if .gateway != null then "Gateway=\(.gateway)" else empty end),
+                (if .onlink then "GatewayOnLink=yes" else empty end),
+                (if .metric != null then "Metric=\(.metric)" else empty end))
+          ] | join("\\n"))' "$facts" |
+        while IFS="$(printf '\t')" read -r ifname unit; do
+          printf '%b\n' "$unit" > "/etc/systemd/network/00-$ifname.network"
+          echo "nixos-lift: networkd unit for $ifname"
         done
     '';
   };
@@ -86,9 +108,11 @@ in
     description = "The agent the image carries (the fallback for the handed-over one).";
   };
 
+  imports = [ ./lean.nix ];
+
   config = {
     system.kexec-installer.name = "nixos-lift-installer";
-    # The DNS/MTU script on its own, for tests/nix/eval and for debugging an installer.
+    # The network script on its own, for tests/nix/eval and for debugging an installer.
     system.build.nixosLiftNetwork = network;
 
     assertions = [{
@@ -123,11 +147,11 @@ in
     };
 
     systemd.services.nixos-lift-network = {
-      description = "Restore DNS and MTU from the nixos-lift handoff";
+      description = "Restore the network from the nixos-lift handoff";
       wantedBy = [ "multi-user.target" ];
       # Not before systemd-resolved: it is ordered before sysinit.target, which this unit
       # (default dependencies) follows, so that would be a cycle systemd breaks by dropping a unit.
-      after = [ "restore-network.service" "systemd-resolved.service" ];
+      after = [ "systemd-resolved.service" ];
       before = [ "network-pre.target" "systemd-networkd.service" ];
       wants = [ "network-pre.target" ];
       unitConfig.ConditionPathExists = handoff c.factsFile;
@@ -143,7 +167,7 @@ in
     systemd.services.nixos-lift-install = {
       description = "nixos-lift stage 2: install NixOS as planned in the handoff";
       wantedBy = [ "multi-user.target" ];
-      after = [ "network-online.target" "restore-network.service" "nixos-lift-network.service" ];
+      after = [ "network-online.target" "nixos-lift-network.service" ];
       wants = [ "network-online.target" ];
       unitConfig.ConditionPathExists = handoff c.planFile;
       # What stage 2 runs: nix, git for git+https flakes, disko, nixos-install.

@@ -4,7 +4,7 @@
 { config, lib, pkgs, ... }:
 let
   helpers = import ../lib;
-  inherit (lib) mkDefault mkIf mkMerge mkOption optionals types;
+  inherit (lib) mkDefault mkIf mkMerge mkOption types;
   cfg = config.nixos-lift.cloud;
   x86 = pkgs.stdenv.hostPlatform.isx86;
   is = names: cfg.guestAgents && builtins.elem cfg.provider names;
@@ -43,23 +43,8 @@ in
       boot.loader.timeout = mkDefault 1;
 
       # Storage and network drivers of every supported hypervisor, in the initrd, so root is
-      # found whichever cloud the disk ends up on. Hyper-V runs Azure's arm64 VMs too; Xen
-      # drivers are x86_64-only in the NixOS kernels.
-      boot.initrd.availableKernelModules = [
-        "virtio_pci"
-        "virtio_blk"
-        "virtio_scsi"
-        "virtio_net"
-        "nvme"
-        "ena"
-        "gve"
-        "hv_vmbus"
-        "hv_storvsc"
-        "hv_netvsc"
-      ] ++ optionals x86 [
-        "xen_blkfront"
-        "xen_netfront"
-      ];
+      # found whichever cloud the disk ends up on (the list is shared with the installer).
+      boot.initrd.availableKernelModules = import ../lib/cloud-drivers.nix { inherit x86; };
 
       # systemd-networkd: DHCP and RA on every physical ethernet; the facts module adds static
       # config per interface in 10-nixos-lift-<if> files, which networkd prefers (first match

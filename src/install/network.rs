@@ -4,7 +4,7 @@
 //! Interfaces are matched by MAC: kernel names can differ between the stock image and the
 //! installer. Static addresses, gateways (onlink, IPv6 link-local, IPv4 via IPv6) and MTU go
 //! in over rtnetlink; DNS goes into resolv.conf. DHCP interfaces are left to the installer's
-//! systemd-networkd (nixos-images' restore-network writes its units); without systemd (the
+//! systemd-networkd (the installer's nixos-lift-network writes its units); without systemd (the
 //! busybox test fixture) stage 2 runs `udhcpc` once when it exists.
 
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};

@@ -52,8 +52,12 @@ for system in x86_64-linux aarch64-linux; do
     expect_json "packages.$system.nixos-lift" 'p: [p.pname p.version p.standin]' \
         "[\"nixos-lift\",\"$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)\",\"buildRustPackage\"]"
     expect_json "packages.$system.installer" 'i: map baseNameOf i.moduleFiles' \
-        '["kexec-installer.nix","noninteractive.nix","installer"]'
+        '["kexec-installer.nix","noninteractive.nix","installer","lean.nix"]'
     expect_json "checks.$system" 'c: builtins.length (builtins.attrNames c) > 3' 'true'
+    # The size check measures this system's installer against nix/installer/budget.nix.
+    expect_json "checks.$system.installer-size" \
+        'c: [c.name c.env.installer.standin (c.env.budgetBytes == c.env.initrdMiB * 1048576)]' \
+        '["installer-size","nixosLiftInstaller",true]'
     expect_json "devShells.$system" "$names" '["default"]'
 done
 expect_json nixosModules "$names" '["cloud","default","disk-basic","disk-lvm","facts"]'

@@ -228,7 +228,29 @@ let
       # re-read them (checked by running the script: tests/nix/eval/network-script.sh).
       networkAfterResolved = elem "systemd-resolved.service" (startsAfter units "nixos-lift-network.service");
       networkBeforeNetworkd = elem "systemd-networkd.service" net.before;
-      networkAfterRestore = elem "restore-network.service" net.after;
+      # nix/installer/lean.nix: nixos-lift-network writes the networkd units instead of
+      # nixos-images' Python restore-network (tests/nix/eval/network-script.sh runs it).
+      pythonRestoreOff = !c.systemd.services.restore-network.enable && !(elem "restore-network.service" (net.after ++ install.after));
+      documentationOff = with c.documentation; !(enable || man.enable || info.enable || doc.enable || nixos.enable);
+      zfsAndBcachefsOff = c.boot.supportedFilesystems == { zfs = false; bcachefs = false; };
+      # Only the clouds' drivers and netboot's squashfs/overlay: nixpkgs' all-hardware list,
+      # default modules and firmware off (./netboot-profile.nix restates what turns them on).
+      onlyCloudDrivers = c.boot.initrd.availableKernelModules
+        == lib.sort lib.lessThan ([ "squashfs" "overlay" ] ++ import (h.repo + "/nix/lib/cloud-drivers.nix") { x86 = system == "x86_64-linux"; })
+        && !c.hardware.enableAllHardware && !c.boot.initrd.includeDefaultModules
+        && !c.hardware.enableRedistributableFirmware && !c.networking.wireless.enable;
+      # xz with CRC32 (the only check the kernel's xz decoder verifies) around an xz squashfs.
+      xzInitrd = c.boot.initrd.compressor == "xz" && c.boot.initrd.compressorArgs != null && elem "--check=crc32" c.boot.initrd.compressorArgs
+        && lib.hasPrefix "xz " c.netboot.squashfsCompression;
+      # nixos-images' noninteractive imports zfs-minimal.nix by path; lean.nix disables it. With it
+      # active, its undeclared options (services.udev, networking.hostId) would fail the evaluation.
+      # The budget docs/nix.md states, which checks.<system>.installer-size enforces.
+      budgetStated = (import (h.repo + "/nix/installer/budget.nix")).initrdMiB == 200;
+      zfsMinimalDisabled =
+        let
+          z = (h.installer system).extendModules { modules = [{ imports = [ "${h.nixosImages}/nix/zfs-minimal.nix" ]; }]; };
+        in
+        !(elem "zfs" z.config.boot.kernelModules) && failedAssertions z.config == [ ];
       installAfterNetwork = all (u: elem u install.after) [ "network-online.target" "nixos-lift-network.service" ];
       handoffKeptInInitrd = c.boot.initrd.systemd.services.nixos-lift-handoff.unitConfig.ConditionPathIsDirectory == "/${helpers.contract.initrdDir}";
     };

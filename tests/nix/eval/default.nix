@@ -8,6 +8,8 @@ let
   repo = ../../..;
 
   evalFor = system: modules: lib.evalModules {
+    # As flake.nix's installerFor passes it (nix/installer/lean.nix reads it).
+    specialArgs.noninteractiveModule = "${nixosImages}/nix/noninteractive.nix";
     modules = [
       ./nixos-options.nix
       {
@@ -33,7 +35,7 @@ let
     (lib.functionArgs kexecInstallerModule);
 in
 {
-  inherit lib repo;
+  inherit lib repo nixosImages;
   helpers = import (repo + "/nix/lib");
   sampleFile = repo + "/nix/tests/facts-sample.json";
 
@@ -42,7 +44,7 @@ in
 
   # What flake.nix's installerFor imports, as far as it evaluates without nixpkgs' own modules:
   # the real kexec-installer (less its imports) and its serial, networkd and
-  # restore-remote-access modules.
+  # restore-remote-access modules, plus the restated netboot profile (./netboot-profile.nix).
   installer = system: evalFor system [
     kexecInstaller
     "${nixosImages}/nix/serial.nix"
@@ -50,6 +52,8 @@ in
     "${nixosImages}/nix/restore-remote-access.nix"
     # nixpkgs' netboot.nix (imported by kexec-installer) boots without a boot loader.
     { boot.loader.grub.enable = false; }
+    # What nixpkgs' netboot profile and nixos-images' installer.nix set that lean.nix overrides.
+    ./netboot-profile.nix
     (repo + "/nix/installer")
   ];
 

@@ -3,8 +3,9 @@
 # disko's module.nix and the generated stage-2 module touch, with the types nixpkgs gives them
 # (nixos/modules/...: system/boot/loader/grub, tasks/filesystems, config/users-groups,
 # services/networking/ssh/sshd, system/boot/networkd, lib/systemd-unit-options, misc/assertions,
-# system/activation/top-level, installer/kexec from nixos-images). Merging, priorities and
-# conflicts are therefore nixpkgs' own (the real lib), but only for these options.
+# system/activation/top-level, system/boot/kernel, misc/documentation, hardware/all-hardware,
+# hardware/all-firmware, installer/netboot, installer/kexec from nixos-images). Merging,
+# priorities and conflicts are therefore nixpkgs' own (the real lib), but only for these options.
 #
 # It restates three behaviours of nixpkgs' grub module, marked below, because the checks depend
 # on them: `device` feeds `devices`, and two of its assertions. Nothing else of NixOS runs:
@@ -74,6 +75,13 @@ let
     };
   });
 
+  # system/boot/kernel.nix: module lists or attribute sets (name = true), read back as a list.
+  kernelModules = mkOption {
+    type = types.coercedTo (types.listOf types.str) (l: lib.genAttrs l (_: true)) (types.attrsOf types.bool);
+    default = { };
+    apply = mods: lib.attrNames (lib.filterAttrs (_: v: v) mods);
+  };
+
   kernelParam = types.strMatching ''([^"[:space:]]|"[^"]*")+'';
   grub = config.boot.loader.grub;
 in
@@ -94,13 +102,16 @@ in
 
     boot = {
       kernelParams = opt (types.listOf kernelParam) [ ];
+      inherit kernelModules;
       kernelPackages = mkOption { type = types.raw; };
       growPartition = bool;
       supportedFilesystems = opt (types.coercedTo (types.listOf types.str) (lib.flip lib.genAttrs (_: true)) (types.attrsOf types.bool)) { };
       initrd = {
         compressor = opt (types.either types.str (types.functionTo types.str)) "zstd";
-        availableKernelModules = strs;
-        kernelModules = strs;
+        compressorArgs = opt (types.nullOr (types.listOf types.str)) null;
+        availableKernelModules = kernelModules;
+        inherit kernelModules;
+        includeDefaultModules = opt types.bool true;
         services.lvm.enable = bool;
         systemd.enable = bool;
         systemd.services = opt (types.attrsOf service) { };
@@ -120,6 +131,20 @@ in
       };
     };
 
+    # installer/netboot/netboot.nix
+    netboot.squashfsCompression = opt types.str "zstd -Xcompression-level 19";
+    # misc/documentation.nix
+    documentation = {
+      enable = opt types.bool true;
+      man.enable = opt types.bool true;
+      info.enable = opt types.bool true;
+      doc.enable = opt types.bool true;
+      nixos.enable = opt types.bool true;
+    };
+    # hardware/all-hardware.nix, hardware/all-firmware.nix
+    hardware.enableAllHardware = bool;
+    hardware.enableRedistributableFirmware = bool;
+
     fileSystems = opt (types.attrsOf fileSystem) { };
     swapDevices = opt (types.listOf (types.attrsOf types.anything)) [ ];
     zramSwap = {
@@ -134,6 +159,7 @@ in
       useDHCP = opt types.bool true;
       nameservers = strs;
       networkmanager.enable = bool;
+      wireless.enable = bool;
       firewall = {
         enable = opt types.bool true;
         allowedUDPPorts = opt (types.listOf types.port) [ ];

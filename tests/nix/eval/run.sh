@@ -72,4 +72,5 @@ done < <(cd "$repo" && git ls-files --cached --others --exclude-standard -- 'src
 echo "eval: agent package source holds all $embedded embedded files"
 
 bash "$here/network-script.sh" "$work" "${args[@]}"
-echo "eval: $cases groups of checks and the installer's network script passed"
+bash "$here/size-check.sh" "$work"
+echo "eval: $cases groups of checks, the installer's network script and its size check passed"

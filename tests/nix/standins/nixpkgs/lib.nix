@@ -12,20 +12,20 @@ let
   };
 
   # Every module file reached from `modules`, as strings, in walk order.
-  walk = seen: m:
+  walk = args: seen: m:
     if builtins.isPath m || builtins.isString m then
       let key = toString m;
       in
       if builtins.elem key seen then seen
       else if !(builtins.pathExists m) then throw "stand-in nixosSystem: module file ${key} does not exist"
-      else walkValue (seen ++ [ key ]) (import m)
-    else walkValue seen m;
-  walkValue = seen: v:
+      else walkValue args (seen ++ [ key ]) (import m)
+    else walkValue args seen m;
+  walkValue = args: seen: v:
     let
-      attrs = if builtins.isFunction v then v moduleArgs else v;
+      attrs = if builtins.isFunction v then v args else v;
       imports = if builtins.isAttrs attrs then attrs.imports or [ ] else throw "stand-in nixosSystem: a module is neither a function nor an attribute set";
     in
-    builtins.foldl' walk seen imports;
+    builtins.foldl' (walk args) seen imports;
 
   self = {
     genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
@@ -38,8 +38,9 @@ let
       unions = builtins.foldl' (acc: p: if builtins.pathExists p then acc ++ [ p ] else throw "fileset: ${toString p} does not exist") [ ];
       maybeMissing = p: if builtins.pathExists p then p else [ ];
     };
-    nixosSystem = { modules, ... }:
-      let files = builtins.foldl' walk [ ] modules;
+    # specialArgs reach the module functions, as in nixpkgs (a missing one fails the walk).
+    nixosSystem = { modules, specialArgs ? { }, ... }:
+      let files = builtins.foldl' (walk (moduleArgs // specialArgs)) [ ] modules;
       in {
         standin.moduleFiles = files;
         config.system.build = {
