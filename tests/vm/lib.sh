@@ -390,7 +390,7 @@ OS
     chmod 700 "$dir/root/.ssh"
     # Host keys as a cloud image's first boot makes them: keep_host_keys carries them over.
     mkdir -p "$dir/etc/ssh"
-    ssh-keygen -q -A -f "$dir"
+    ssh-keygen -q -A -f "$dir" >/dev/null
 }
 
 # mk_disk OUT [ROOTDIR]: a sparse GPT disk image of DISK_SIZE; with ROOTDIR, partition 1 is an
