@@ -219,7 +219,7 @@ expect_target_host_keys() {
 # expect_target_no_host_keys: without keep_host_keys no host key reached the target.
 expect_target_no_host_keys() {
     local found
-    found=$(compgen -G "$RUN/target/etc/ssh/ssh_host_*" | tr '\n' ' ' || true)
+    found=$(compgen -G "$RUN/target/etc/ssh/ssh_host_*" | sed 's|.*/||' | tr '\n' ' ' || true)
     if [ -z "$found" ]; then pass "without keep_host_keys the target has no host keys"; else fail "host keys copied without keep_host_keys: $found"; fi
 }
 
