@@ -71,10 +71,16 @@ fn fake_agent() -> std::path::PathBuf {
 }
 
 fn payload() -> Payload {
-    let host_keys = vec![HostKeyFile {
-        name: "ssh_host_ed25519_key".into(),
-        data: Secret::new(b"-----BEGIN OPENSSH PRIVATE KEY-----\n".to_vec()),
-    }];
+    let host_keys = vec![
+        HostKeyFile {
+            name: "ssh_host_ed25519_key".into(),
+            data: Secret::new(b"-----BEGIN OPENSSH PRIVATE KEY-----\n".to_vec()),
+        },
+        HostKeyFile {
+            name: "ssh_host_ed25519_key.pub".into(),
+            data: Secret::new(b"ssh-ed25519 AAAAhost root@stock\n".to_vec()),
+        },
+    ];
     let mut facts = Facts::default();
     facts.host.arch = "x86_64".into();
     facts.host.firmware = Firmware::Uefi;
@@ -242,6 +248,51 @@ fn gnu_cpio_extracts_with_modes() {
         .unwrap();
     assert_eq!(cli.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&cli.stdout).contains("file: nixos-lift/facts.json missing"));
+}
+
+/// The target gets the stock image's host keys only with keep_host_keys: stage 2 reads them
+/// from `nixos-lift/` (the `ssh/` copy is the installer's own sshd identity, always there).
+#[test]
+fn host_keys_reach_stage_2_only_with_keep_host_keys() {
+    for keep in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("payload.cpio.gz");
+        let mut p = payload();
+        p.plan.keep_host_keys = keep;
+        write_archive(&p, std::fs::File::create(&archive).unwrap()).unwrap();
+        let report = check_archive(&archive).unwrap();
+        assert!(report.ok, "{:?}", report.problems);
+        for name in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"] {
+            let own = report.files.get(&format!("nixos-lift/{name}"));
+            assert_eq!(own.map(String::as_str), keep.then_some("ok"), "{name}");
+            let installer = report.files.get(&format!("ssh/{name}"));
+            assert_eq!(installer.map(String::as_str), Some("ok"), "{name}");
+        }
+        if !keep || !which_cpio() {
+            continue;
+        }
+        let out = dir.path().join("root");
+        std::fs::create_dir(&out).unwrap();
+        let script = format!(
+            "gzip -dc {} | cpio -idm --quiet --no-absolute-filenames",
+            archive.display()
+        );
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(&out)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| std::fs::metadata(out.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("nixos-lift/ssh_host_ed25519_key"), 0o600);
+        assert_eq!(mode("nixos-lift/ssh_host_ed25519_key.pub"), 0o644);
+        assert_eq!(
+            std::fs::read(out.join("nixos-lift/ssh_host_ed25519_key")).unwrap(),
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        );
+    }
 }
 
 fn which_cpio() -> bool {

@@ -629,6 +629,87 @@ fn fleet_mode_copies_the_prebuilt_system_without_evaluating_it() {
         ]
     );
     assert!(r.console().contains("[6/8] installing the prebuilt system"));
+
+    // What the prebuilt system cannot hold reaches the disk for nixos-lift.fleet.enable.
+    let keys_dir = r.root().join("mnt/etc/nixos-lift/authorized_keys.d");
+    assert_eq!(mode(&keys_dir), 0o700);
+    assert_eq!(mode(&keys_dir.join("root")), 0o600);
+    assert_eq!(read(&keys_dir.join("root")), format!("{KEY}\n"));
+    assert_eq!(mode(&r.root().join("mnt/etc")), 0o755);
+    assert_eq!(read(&r.root().join("mnt/etc/hostname")), "web-1\n");
+    assert!(r
+        .console()
+        .contains("fleet mode: 1 SSH key(s) for root in /etc/nixos-lift/authorized_keys.d/root, host name web-1 in /etc/hostname"));
+    // No keep_host_keys: no host keys.
+    assert!(!r.root().join("mnt/etc/ssh").exists());
+}
+
+const HOST_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nHOSTKEY-SECRET-BYTES\n";
+
+/// Stage 1 puts the host keys in `nixos-lift/` only with keep_host_keys (tests/handoff_payload.rs);
+/// stage 2 writes them to the target's /etc/ssh, private halves 0600, and logs only their names.
+#[test]
+fn keep_host_keys_writes_the_stock_host_keys_to_the_target() {
+    for keep in [true, false] {
+        let mut r = Rehearsal::new();
+        r.plan["keep_host_keys"] = json!(keep);
+        let h = r.root().join("handoff");
+        std::fs::create_dir_all(&h).unwrap();
+        std::fs::write(h.join("ssh_host_ed25519_key"), HOST_KEY).unwrap();
+        std::fs::set_permissions(
+            h.join("ssh_host_ed25519_key"),
+            PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::write(
+            h.join("ssh_host_ed25519_key.pub"),
+            "ssh-ed25519 AAAAhost root@stock\n",
+        )
+        .unwrap();
+        let out = r.run();
+        assert!(out.status.success(), "{}", r.console());
+        let ssh = r.root().join("mnt/etc/ssh");
+        if !keep {
+            assert!(!ssh.exists(), "host keys copied without keep_host_keys");
+            // Not fleet mode: the system's own modules set keys and host name.
+            assert!(!r
+                .root()
+                .join("mnt/etc/nixos-lift/authorized_keys.d")
+                .exists());
+            assert!(!r.root().join("mnt/etc/hostname").exists());
+            continue;
+        }
+        assert_eq!(read(&ssh.join("ssh_host_ed25519_key")), HOST_KEY);
+        assert_eq!(mode(&ssh.join("ssh_host_ed25519_key")), 0o600);
+        assert_eq!(
+            read(&ssh.join("ssh_host_ed25519_key.pub")),
+            "ssh-ed25519 AAAAhost root@stock\n"
+        );
+        assert_eq!(mode(&ssh.join("ssh_host_ed25519_key.pub")), 0o644);
+        assert_eq!(mode(&ssh), 0o755);
+        let console = r.console();
+        assert!(console.contains(
+            "kept the stock image's SSH host keys in /etc/ssh: ssh_host_ed25519_key ssh_host_ed25519_key.pub"
+        ), "{console}");
+        let log = read(&r.root().join("run/nixos-lift/install.log"));
+        for text in [
+            console,
+            log,
+            read(&r.root().join("kmsg")),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ] {
+            assert!(!text.contains("HOSTKEY-SECRET"), "a host key was logged");
+        }
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The Nix half and the Rust half agree on every shared name: handoff paths and file names, the
-//! manifest path, the facts schema version and the provider list (nix/lib/contract.nix against
-//! src/handoff and src/facts.rs), and the Nix modules take those names from
+//! manifest path, fleet mode's per-machine files, the facts schema version and the provider list
+//! (nix/lib/contract.nix against src/handoff, src/install/machine.rs and src/facts.rs), and the Nix modules take those names from
 //! contract.nix instead of spelling them again.
 //!
 //! contract.nix is read here with a strict reader of its `name = "string";` / string-list form
@@ -95,6 +95,14 @@ fn rust_side() -> BTreeMap<String, Value> {
         ("machineIdFile", s(handoff::MACHINE_ID_FILE)),
         ("agentFile", s(handoff::AGENT_FILE)),
         ("manifestFile", s(handoff::MANIFEST_FILE)),
+        (
+            "fleetAuthorizedKeysDir",
+            s(nixos_lift::install::machine::AUTHORIZED_KEYS_DIR),
+        ),
+        (
+            "hostnameFile",
+            s(nixos_lift::install::machine::HOSTNAME_FILE),
+        ),
         ("factsVersion", s(&FACTS_VERSION.to_string())),
         ("providers", Value::List(providers)),
     ]
@@ -126,7 +134,7 @@ fn nix_evaluation_of_the_contract_matches_the_reader() {
 #[test]
 fn nix_modules_do_not_spell_contract_paths_themselves() {
     let contract = parse_contract(&read("nix/lib/contract.nix"));
-    let literals: Vec<&str> = ["stage2Dir", "manifestFile"]
+    let literals: Vec<&str> = ["stage2Dir", "manifestFile", "fleetAuthorizedKeysDir"]
         .iter()
         .map(|k| match &contract[*k] {
             Value::Str(v) => v.as_str(),

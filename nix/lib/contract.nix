@@ -1,5 +1,5 @@
-# Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs
-# or src/facts.rs; tests/nix_contract.rs reads both sides and fails on any
+# Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs,
+# src/install/machine.rs or src/facts.rs; tests/nix_contract.rs reads both sides and fails on any
 # difference. Keep this file to `name = "string";` lines and string lists so that test can read it.
 {
   # src/handoff/mod.rs
@@ -13,6 +13,10 @@
   machineIdFile = "machine-id";
   agentFile = "nixos-lift";
   manifestFile = "kexec/manifest.json";
+
+  # src/install/machine.rs: fleet mode's per-machine files on the target
+  fleetAuthorizedKeysDir = "/etc/nixos-lift/authorized_keys.d";
+  hostnameFile = "/etc/hostname";
 
   # src/facts.rs FACTS_VERSION
   factsVersion = "1";

@@ -3,7 +3,8 @@
 # mkDefault so the flake's own values win.
 #
 # Stage 2 fills it by adding a module that sets `nixos-lift.factsFile`; a flake can also commit
-# a facts.json and point `nixos-lift.factsFile` at it.
+# a facts.json and point `nixos-lift.factsFile` at it. A system prebuilt for fleet mode has no
+# facts: `nixos-lift.fleet.enable` reads the keys and host name stage 2 writes to the disk.
 { config, lib, ... }:
 let
   helpers = import ../lib;
@@ -60,6 +61,18 @@ in
       example = lib.literalExpression "./facts.json";
       description = "A facts.json to read into `nixos-lift.facts` (stage 2 sets this).";
     };
+    fleet.enable = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Build this system for fleet mode (the config's `system:`): one prebuilt closure for
+        many machines, so it cannot hold a machine's SSH keys or host name. Stage 2 writes
+        them to the disk, and this reads them at boot: root's keys from
+        `${helpers.contract.fleetAuthorizedKeysDir}/root` (sshd's AuthorizedKeysFile), the
+        host name from `${helpers.contract.hostnameFile}` (`networking.hostName` defaults to
+        empty, so systemd takes it from there; a host name set in the flake wins).
+      '';
+    };
     facts = mkOption {
       type = types.nullOr factsType;
       default = if cfg.factsFile == null then null else helpers.readFacts cfg.factsFile;
@@ -68,16 +81,23 @@ in
     };
   };
 
-  config = mkIf (cfg.facts != null) {
-    assertions = [{
-      assertion = toString cfg.facts.version == helpers.contract.factsVersion;
-      message = "nixos-lift: facts.json has schema version ${toString cfg.facts.version}, this module reads ${helpers.contract.factsVersion}.";
-    }];
+  config = lib.mkMerge [
+    (mkIf cfg.fleet.enable {
+      services.openssh.authorizedKeysFiles = [ "${helpers.contract.fleetAuthorizedKeysDir}/%u" ];
+      networking.hostName = mkDefault "";
+    })
+    (mkIf (cfg.facts != null) {
+      assertions = [{
+        assertion = toString cfg.facts.version == helpers.contract.factsVersion;
+        message = "nixos-lift: facts.json has schema version ${toString cfg.facts.version}, this module reads ${helpers.contract.factsVersion}.";
+      }];
 
-    networking.hostName = mkIf (derived.hostName != null) (mkDefault derived.hostName);
-    users.users.root.openssh.authorizedKeys.keys = mkDefault derived.sshKeys;
-    systemd.network.networks = lib.mapAttrs (_: mkDefault) derived.networks;
-    networking.nameservers = mkDefault derived.nameservers;
-    nixos-lift.disk.device = mkIf (derived.disk != null) (mkDefault derived.disk.device);
-  };
+      # In fleet mode the host name comes from the disk's /etc/hostname.
+      networking.hostName = mkIf (derived.hostName != null && !cfg.fleet.enable) (mkDefault derived.hostName);
+      users.users.root.openssh.authorizedKeys.keys = mkDefault derived.sshKeys;
+      systemd.network.networks = lib.mapAttrs (_: mkDefault) derived.networks;
+      networking.nameservers = mkDefault derived.nameservers;
+      nixos-lift.disk.device = mkIf (derived.disk != null) (mkDefault derived.disk.device);
+    })
+  ];
 }

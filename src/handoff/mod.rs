@@ -11,6 +11,8 @@
 //! nixos-lift/authorized_keys    config + metadata + existing root keys
 //! nixos-lift/machine-id
 //! nixos-lift/nixos-lift         the running agent binary, 0755
+//! nixos-lift/ssh_host_*        only with keep_host_keys: the stock image's host keys for the
+//!                               target (private halves 0600)
 //! nixos-lift/kexec.json         how stage 1 loaded the kernel (a later archive may override it)
 //! nixos-lift/index.json         every file above and below with its mode, as written
 //! addrs.json, routes-v4.json, routes-v6.json   nixos-images' restore-network input
@@ -38,6 +40,8 @@ pub const FACTS_FILE: &str = "facts.json";
 pub const NETWORK_FILE: &str = "network.json";
 pub const SECRETS_FILE: &str = "secrets.json";
 pub const AUTHORIZED_KEYS_FILE: &str = "authorized_keys";
+/// The prefix of the SSH host key files (`ssh_host_ed25519_key`, `ssh_host_ed25519_key.pub`).
+pub const HOST_KEY_PREFIX: &str = "ssh_host_";
 pub const MACHINE_ID_FILE: &str = "machine-id";
 pub const AGENT_FILE: &str = "nixos-lift";
 pub const KEXEC_FILE: &str = "kexec.json";

@@ -64,8 +64,8 @@ pub struct Payload {
     pub secrets: Secrets,
     /// One OpenSSH public key per entry, deduplicated.
     pub authorized_keys: Vec<String>,
-    /// Copied to `ssh/` so the installer's sshd keeps the machine's identity; stage 2 installs
-    /// them on the target only when `plan.keep_host_keys`.
+    /// Copied to `ssh/` so the installer's sshd keeps the machine's identity, and to
+    /// `nixos-lift/` for stage 2 to install on the target only when `plan.keep_host_keys`.
     pub host_keys: Vec<HostKeyFile>,
     pub machine_id: Option<String>,
     pub kexec: KexecRecord,
@@ -161,8 +161,13 @@ impl Payload {
             } else {
                 0o600
             };
-            let data = Content::Borrowed(key.data.expose().as_slice());
-            entries.push(entry(format!("ssh/{}", key.name), mode, data));
+            let data = || Content::Borrowed(key.data.expose().as_slice());
+            entries.push(entry(format!("ssh/{}", key.name), mode, data()));
+            // Stage 2 sees only `nixos-lift/` (the installer copies it); the target gets the
+            // keys only when the config asks for them.
+            if self.plan.keep_host_keys {
+                entries.push(entry(own(&key.name), mode, data()));
+            }
         }
         if let Some(id) = &self.machine_id {
             let line = format!("{}\n", id.trim()).into_bytes();
@@ -255,7 +260,7 @@ pub fn read_host_keys(etc_ssh: &Path) -> Vec<HostKeyFile> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            if !name.starts_with("ssh_host_") || !e.file_type().ok()?.is_file() {
+            if !name.starts_with(HOST_KEY_PREFIX) || !e.file_type().ok()?.is_file() {
                 return None;
             }
             let mut data = Vec::new();

@@ -10,6 +10,7 @@ pub mod compose;
 pub mod disk;
 pub mod fleet;
 pub mod handoff;
+pub mod machine;
 pub mod memory;
 pub mod network;
 pub mod reboot;
@@ -342,11 +343,17 @@ impl Stage<'_> {
         let plan = &self.handoff.plan;
         let mnt_s = mnt.display().to_string();
         let tools = &composed.tools;
+        self.begin(
+            InstallPhase::Install,
+            &match &plan.system {
+                None => format!("installing {} (nixos-install)", plan.flake.attr),
+                Some(system) => format!("installing the prebuilt system {system}"),
+            },
+        );
+        for line in machine::write(mnt, self.handoff)? {
+            self.line(&format!("nixos-lift: {line}"));
+        }
         let Some(system) = &plan.system else {
-            self.begin(
-                InstallPhase::Install,
-                &format!("installing {} (nixos-install)", plan.flake.attr),
-            );
             let flake = compose::flake_ref(&composed.flake_dir, &plan.flake.attr);
             tools.run(
                 "nixos-install",
@@ -361,10 +368,6 @@ impl Stage<'_> {
             )?;
             return Ok(());
         };
-        self.begin(
-            InstallPhase::Install,
-            &format!("installing the prebuilt system {system}"),
-        );
         let from = fleet::substituter(plan)?;
         let tmp = mnt.join("tmp");
         std::fs::create_dir_all(&tmp)

@@ -5,7 +5,8 @@
 #                          server serves over HTTP ($CACHE/www/fleet/...)
 #   build_fleet_installer  the manifest-layout installer with the real Nix (and sfdisk, mke2fs
 #                          for the disko double) added to its initrd as a second archive
-#   target_*/expect_target_*  the target disk read back on the host (debugfs, no mount)
+#   target_*/expect_target_*  the target disk read back on the host (debugfs, no mount): the
+#                          system, the host keys and fleet mode's per-machine files
 # shellcheck shell=bash
 # Sourced: it sets variables the fleet scenarios read.
 # shellcheck disable=SC2034
@@ -181,6 +182,64 @@ expect_target_no_system() {
         fail "the target has a system profile after a failed copy"
     else
         pass "the target has no system profile"
+    fi
+}
+
+# target_mode PATH: the octal permission bits of PATH on the target disk (debugfs stat), or
+# nothing when it is not there.
+target_mode() {
+    debugfs -R "stat $1" "$RUN/root.img?offset=1048576" 2>/dev/null | sed -n 's/.*Mode: *0*\([0-7]\{3\}\) .*/\1/p' | head -n1
+}
+
+# expect_target_host_keys: keep_host_keys: the target's /etc/ssh holds every host key of the
+# stock image, byte for byte, private halves 0600 and public ones 0644 (needs target_dump).
+expect_target_host_keys() {
+    local stock=$CACHE/rootfs-base/etc/ssh f name want bad="" n=0
+    for f in "$stock"/ssh_host_*; do
+        name=${f##*/}
+        if [[ $name == *.pub ]]; then want=644; else want=600; fi
+        if ! cmp -s "$f" "$RUN/target/etc/ssh/$name"; then
+            bad+=" $name(bytes)"
+        elif [ "$(target_mode "/etc/ssh/$name")" != "$want" ]; then
+            bad+=" $name(mode $(target_mode "/etc/ssh/$name"), wanted $want)"
+        fi
+        n=$((n + 1))
+    done
+    if [ "$n" -eq 0 ]; then
+        fail "the stock image has no host keys to compare ($stock)"
+    elif [ -z "$bad" ]; then
+        pass "the target's /etc/ssh holds the stock image's $n host key files, same bytes, private 0600, public 0644"
+    else
+        fail "host keys on the target differ from the stock image's:$bad"
+    fi
+    expect "stage 2 logged the kept keys by name" '^nixos-lift: kept the stock image.s SSH host keys in /etc/ssh: ssh_host_'
+    expect_not "no host key bytes on the console" 'PRIVATE KEY'
+}
+
+# expect_target_no_host_keys: without keep_host_keys no host key reached the target.
+expect_target_no_host_keys() {
+    local found
+    found=$(compgen -G "$RUN/target/etc/ssh/ssh_host_*" | sed 's|.*/||' | tr '\n' ' ' || true)
+    if [ -z "$found" ]; then pass "without keep_host_keys the target has no host keys"; else fail "host keys copied without keep_host_keys: $found"; fi
+}
+
+# expect_target_machine_files: fleet mode wrote root's keys (the config's and the metadata's)
+# to a root-only file and the metadata's host name to /etc/hostname (needs target_dump).
+expect_target_machine_files() {
+    local keys=$RUN/target/etc/nixos-lift/authorized_keys.d/root k missing=""
+    for k in "$CONFIG_KEY" "$(sed -n 's/^- \(ssh-ed25519 .* k1@example\)$/\1/p' "$REPO_ROOT/tests/fixtures/metadata/hetzner/hetzner/v1/metadata")"; do
+        [ -n "$k" ] && grep -qxF -- "$k" "$keys" 2>/dev/null || missing+=" '${k:0:40}...'"
+    done
+    if [ -z "$missing" ]; then pass "root's keys on the target: the config's and the metadata's"; else fail "keys missing from ${keys#"$RUN"/target}:$missing"; fi
+    if [ "$(target_mode /etc/nixos-lift/authorized_keys.d) $(target_mode /etc/nixos-lift/authorized_keys.d/root)" = "700 600" ]; then
+        pass "the keys file is root-only (directory 0700, file 0600)"
+    else
+        fail "keys file modes: $(target_mode /etc/nixos-lift/authorized_keys.d) $(target_mode /etc/nixos-lift/authorized_keys.d/root), wanted 700 600"
+    fi
+    if [ "$(cat "$RUN/target/etc/hostname" 2>/dev/null)" = web-1 ]; then
+        pass "the target's /etc/hostname is the metadata's host name web-1"
+    else
+        fail "the target's /etc/hostname is '$(cat "$RUN/target/etc/hostname" 2>/dev/null)', wanted web-1"
     fi
 }
 

@@ -388,6 +388,9 @@ OS
     echo "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpbWNsb3VkLWV4aXN0aW5nLXJvb3Qta2V5LTAwMDE existing-root-key" \
         >"$dir/root/.ssh/authorized_keys"
     chmod 700 "$dir/root/.ssh"
+    # Host keys as a cloud image's first boot makes them: keep_host_keys carries them over.
+    mkdir -p "$dir/etc/ssh"
+    ssh-keygen -q -A -f "$dir" >/dev/null
 }
 
 # mk_disk OUT [ROOTDIR]: a sparse GPT disk image of DISK_SIZE; with ROOTDIR, partition 1 is an

@@ -37,6 +37,7 @@ scenario_defaults() {
     CONFIG_SUBSTITUTER=http://$RELEASE_ADDR/cache
     CONFIG_CACHE_KEY=$CACHE_KEY
     CONFIG_REBOOT=false
+    CONFIG_KEEP_HOST_KEYS=false
     # Stage 2 in the installer fixture: faults for its doubles (tests/vm/installer/init).
     VM_FIXTURE_CONTROL=""
     # Secrets of this run: each must reach only where it belongs, never the console or argv.
@@ -78,6 +79,7 @@ report:
   webhook_url: "https://$WEBHOOK_ADDR/events"
   webhook_token: "$WEBHOOK_TOKEN"
 reboot: $CONFIG_REBOOT
+keep_host_keys: $CONFIG_KEEP_HOST_KEYS
 YAML
     [ -z "$CONFIG_SYSTEM" ] || echo "system: \"$CONFIG_SYSTEM\"" >>"$1"
     [ -z "$CONFIG_MIN_MEMORY" ] || echo "min_memory: $CONFIG_MIN_MEMORY" >>"$1"
@@ -463,7 +465,10 @@ expect_fleet_tools() {
     expect_no_evaluation
 }
 
-scenario_fleet() { fleet_scenario good; }
+scenario_fleet() {
+    fleet_scenario good
+    CONFIG_KEEP_HOST_KEYS=true
+}
 check_fleet() {
     expect_kexec
     expect "the installer runs the real Nix 2.26" '^installer-fixture: real nix: nix \(Nix\) 2\.26'
@@ -474,6 +479,8 @@ check_fleet() {
     expect_in_file "the disko double partitioned and formatted the root disk" "$RUN/records/run/nixos-lift/install.log" \
         "disko-script (test double): $(root_disk) partitioned, ext4 on $(root_disk)1 mounted on /mnt"
     expect_target_system
+    expect_target_host_keys
+    expect_target_machine_files
     expect_no_secrets
     expect_webhook $WEBHOOK_DONE
 }
@@ -495,6 +502,7 @@ check_fleet-wrong-key() {
 
 # The private cache: 401 without the token (the host's real Nix, asked without it), success
 # with it (netrc-file in the private nix.conf; the token in no console line, record or argv).
+# Without keep_host_keys, the stock image's host keys stay off the target.
 scenario_fleet-private() { fleet_scenario private; }
 check_fleet-private() {
     local out n
@@ -516,6 +524,7 @@ check_fleet-private() {
         fail "the private nix.conf has no netrc-file"
     fi
     expect_target_system
+    expect_target_no_host_keys
     expect_no_secrets
 }
 

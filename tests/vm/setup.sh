@@ -18,7 +18,7 @@ case "${ID:-}" in
 esac
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-packages=(qemu-system-x86 "$kernel_pkg" busybox-static cpio ovmf fdisk e2fsprogs python3 ca-certificates kmod openssl nix-bin)
+packages=(qemu-system-x86 "$kernel_pkg" busybox-static cpio ovmf fdisk e2fsprogs python3 ca-certificates kmod openssl openssh-client nix-bin)
 missing=()
 for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then

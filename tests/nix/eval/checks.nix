@@ -160,6 +160,24 @@ let
       hostName = wins "x86_64-linux" { networking.hostName = "own"; } (c: c.networking.hostName) "own";
     };
 
+  # A system prebuilt for fleet mode reads root's keys and the host name from the files stage
+  # 2 writes (src/install/machine.rs), also when it has facts; without the option it does not.
+  fleet =
+    let
+      eval = modules: (h.host { system = "x86_64-linux"; layout = "basic"; inherit modules; }).config;
+      on = { nixos-lift.fleet.enable = true; };
+      keysFile = "${helpers.contract.fleetAuthorizedKeysDir}/%u";
+      reads = c: failedAssertions c == [ ] && elem keysFile c.services.openssh.authorizedKeysFiles
+        && c.networking.hostName == "";
+    in
+    failing {
+      readsTheDiskFiles = reads (eval [ on ]);
+      withFactsToo = reads (eval [ on { nixos-lift.factsFile = sampleFile; } ]);
+      ownHostNameWins = (eval [ on { networking.hostName = "own"; } ]).networking.hostName == "own";
+      offByDefault = let c = eval [ ]; in !(elem keysFile c.services.openssh.authorizedKeysFiles)
+        && c.networking.hostName == "nixos";
+    };
+
   # Loopback resolvers (systemd-resolved's stub, dnsmasq) describe the stock image, not a
   # server the installed system can use.
   loopbackResolvers =
@@ -281,7 +299,7 @@ let
 in
 cases // {
   rootFormats = lib.concatLists (lib.mapAttrsToList (f: fails: map (x: "${f}.${x}") fails) rootFormats);
-  inherit overrides loopbackResolvers;
+  inherit overrides loopbackResolvers fleet;
   installer-x86_64 = installer.x86_64-linux;
   installer-aarch64 = installer.aarch64-linux;
 } // lib.optionalAttrs (wrapper != null) {

@@ -188,6 +188,7 @@ in
       resolved.enable = bool;
       openssh = {
         enable = bool;
+        authorizedKeysFiles = opt (types.listOf types.str) [ ];
         settings = opt
           (types.submodule {
             freeformType = types.attrsOf (types.nullOr (types.oneOf [ types.bool types.int types.str (types.listOf types.str) ]));
