@@ -209,29 +209,13 @@ impl CheckReport {
     }
 }
 
-/// `nixos-lift handoff check`.
-pub fn run(args: crate::cli::HandoffCheckArgs) -> Result<()> {
-    let report = match (&args.archive, &args.dir) {
-        (Some(archive), _) => check_archive(archive)?,
-        (None, Some(dir)) => check_dir(dir)?,
-        (None, None) => {
-            let in_initramfs = Path::new("/").join(INITRD_DIR);
-            let dir = if in_initramfs.is_dir() {
-                in_initramfs
-            } else {
-                STAGE2_DIR.into()
-            };
-            check_dir(&dir)?
-        }
-    };
-    crate::output::print(&report, args.format, || report.to_text())?;
-    if report.ok {
-        Ok(())
+/// The handoff `handoff check` reads without `--dir`: `/nixos-lift` in the installer's
+/// initramfs, else [`STAGE2_DIR`].
+pub fn default_dir() -> std::path::PathBuf {
+    let in_initramfs = Path::new("/").join(INITRD_DIR);
+    if in_initramfs.is_dir() {
+        in_initramfs
     } else {
-        Err(Error::Other(format!(
-            "checking handoff {}: {}",
-            report.source,
-            report.problems.join("; ")
-        )))
+        STAGE2_DIR.into()
     }
 }
