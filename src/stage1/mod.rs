@@ -160,37 +160,6 @@ impl FetchSummary {
 /// Stage 1's lock and its tmpfs staging live here.
 const WORK_DIR: &str = "/run/nixos-lift";
 
-/// Under cloud-init (an ancestor process or our cgroup says so).
-fn started_by_cloud_init() -> bool {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    if cgroup.contains("cloud-final") || cgroup.contains("cloud-init") {
-        return true;
-    }
-    let mut pid = std::process::id();
-    for _ in 0..16 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            break;
-        };
-        let Some(close) = stat.rfind(')') else { break };
-        let comm = stat
-            .find('(')
-            .map(|o| &stat[o + 1..close])
-            .unwrap_or_default();
-        if comm.starts_with("cloud-init") {
-            return true;
-        }
-        match stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-        {
-            Some(ppid) if ppid > 1 => pid = ppid,
-            _ => break,
-        }
-    }
-    false
-}
-
 /// Stage 1's phases, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunPhase {
@@ -244,7 +213,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
     let root = SysRoot::new("/");
     if host::pid1_is_systemd(&root)
         && std::env::var_os(detach::DETACHED_ENV).is_none()
-        && started_by_cloud_init()
+        && host::started_by_cloud_init(&root, std::process::id())
     {
         let exe =
             std::fs::read_link("/proc/self/exe").map_err(|e| Error::io("finding myself", e))?;
@@ -391,7 +360,7 @@ impl Takeover<'_> {
         let staging = memory.staging.ok_or_else(|| {
             Error::Other("the memory guard passed with nowhere to stage the installer".into())
         })?;
-        let watch = staging::MemWatch::start();
+        let watch = staging::MemWatch::start(self.root.clone());
         let staged = staging::StagingDir::prepare(staging)?;
         Ok(Prepared {
             marker,
@@ -469,7 +438,7 @@ impl Takeover<'_> {
     fn load(&mut self, installer: &Installer, prepared: Prepared) -> Result<()> {
         self.phases
             .begin(RunPhase::Kexec, "loading the installer kernel (kexec)");
-        check_load_memory(installer, &prepared.memory)?;
+        check_load_memory(&self.root, installer, &prepared.memory)?;
         let append = |record: &crate::handoff::payload::KexecRecord| -> Result<()> {
             let file = std::fs::OpenOptions::new()
                 .append(true)
@@ -511,6 +480,7 @@ fn remote_targets(
 /// on top of what is already used (the staged files included, when they are in RAM). The plan
 /// only had the tarball's size, or an assumed one.
 fn check_load_memory(
+    root: &SysRoot,
     installer: &crate::fetch::extract::Installer,
     memory: &crate::plan::memory::MemoryPlan,
 ) -> Result<()> {
@@ -518,7 +488,7 @@ fn check_load_memory(
         .map_err(|e| Error::io("measuring the installer's initrd", e))?
         .len();
     let need = crate::plan::memory::MemoryPlan::load_need(initrd);
-    let Some(available) = staging::mem_available() else {
+    let Some(available) = host::mem_available(root) else {
         return Ok(());
     };
     if available >= need || memory.min_memory_override.is_some() {
