@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::logging::LogFormat;
+use crate::output::OutputFormat;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nixos-lift",
@@ -29,19 +32,6 @@ pub struct GlobalArgs {
     /// Less log detail; repeat for less (-q warnings only, -qq errors only).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Json,
-    Yaml,
-    Text,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,20 +147,17 @@ fn parse_provider(s: &str) -> Result<ProviderArg, String> {
         .map_err(|_| format!("unknown provider {s:?}; expected auto or one of the names in --help"))
 }
 
-impl MetadataArgs {
-    /// The same options as arguments, for re-launching the command (`run` under systemd-run).
-    pub fn to_args(&self) -> Vec<String> {
-        let mut args = vec![
-            "--provider".to_string(),
-            self.provider.0.map_or("auto", |k| k.as_str()).to_string(),
-            format!("--metadata-timeout={}", self.metadata_timeout),
-        ];
-        if let Some(base) = &self.metadata_base {
-            args.push(format!("--metadata-base={base}"));
+impl GlobalArgs {
+    pub fn logging(&self) -> crate::logging::Options {
+        crate::logging::Options {
+            format: self.log_format,
+            verbose: self.verbose,
+            quiet: self.quiet,
         }
-        args
     }
+}
 
+impl MetadataArgs {
     pub fn probe_options(&self) -> crate::provider::ProbeOptions {
         crate::provider::ProbeOptions {
             provider: self.provider.0,
@@ -336,7 +323,7 @@ mod tests {
             "7",
         ]);
         let mut again = vec!["nixos-lift", "plan", "--config", "c.yaml"];
-        let relaunch = given.to_args();
+        let relaunch = given.probe_options().to_args();
         again.extend(relaunch.iter().map(String::as_str));
         let parsed = metadata_of(&again);
         assert_eq!(parsed.provider, given.provider);
@@ -344,7 +331,7 @@ mod tests {
         assert_eq!(parsed.metadata_timeout, 7);
         let defaults = metadata_of(&["nixos-lift", "run", "--config", "c.yaml"]);
         assert_eq!(
-            defaults.to_args(),
+            defaults.probe_options().to_args(),
             ["--provider", "auto", "--metadata-timeout=120"]
         );
     }

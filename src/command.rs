@@ -1,10 +1,16 @@
 //! Dispatch from parsed CLI to the library.
 
-use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand, HandoffCommand};
+use clap::CommandFactory;
+
+use crate::cli::{
+    Cli, Command, ConfigCommand, FetchInstallerArgs, GenerateCommand, HandoffCheckArgs,
+    HandoffCommand, PlanArgs, RunArgs,
+};
 use crate::config::Arch;
+use crate::handoff::check;
 use crate::host::{self, SysRoot};
 use crate::plan::guard::ConfigRefusals;
-use crate::{config, output, provider, Result};
+use crate::{config, output, provider, stage1, Error, Result};
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -45,10 +51,10 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", config::EXAMPLE);
             Ok(())
         }
-        Command::Plan(args) => crate::stage1::plan_command(args),
-        Command::Run(args) => crate::stage1::run_command(args),
-        Command::FetchInstaller(args) => crate::stage1::fetch_installer_command(args),
-        Command::Handoff(HandoffCommand::Check(args)) => crate::handoff::check::run(args),
+        Command::Plan(args) => plan(args),
+        Command::Run(args) => takeover(args),
+        Command::FetchInstaller(args) => fetch_installer(args),
+        Command::Handoff(HandoffCommand::Check(args)) => handoff_check(args),
         Command::UserData(args) => {
             let text = crate::userdata::build(&crate::userdata::Options {
                 config: &args.config,
@@ -60,8 +66,57 @@ pub fn run(cli: Cli) -> Result<()> {
             output::print_raw(&text)
         }
         Command::Generate(GenerateCommand::Completions { shell }) => {
-            crate::generate::completions(shell)
+            crate::generate::completions(Cli::command(), shell)
         }
-        Command::Generate(GenerateCommand::Man { out_dir }) => crate::generate::man_pages(&out_dir),
+        Command::Generate(GenerateCommand::Man { out_dir }) => {
+            crate::generate::man_pages(Cli::command(), &out_dir)
+        }
+    }
+}
+
+/// `nixos-lift plan`.
+fn plan(args: PlanArgs) -> Result<()> {
+    let config = config::ValidConfig::load(&args.config)?;
+    let root = SysRoot::new(&args.inspect.root);
+    let (_facts, plan) = stage1::make_plan(&root, &config, &args.metadata.probe_options())?;
+    output::print(&plan, output::resolve(args.format), || plan.to_text())?;
+    match stage1::refusal(&plan) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// `nixos-lift run`.
+fn takeover(args: RunArgs) -> Result<()> {
+    stage1::run(&stage1::RunOptions {
+        config: args.config,
+        metadata: args.metadata.probe_options(),
+        force: args.force,
+        rehearse: args.rehearse,
+    })
+}
+
+/// `nixos-lift fetch-installer`.
+fn fetch_installer(args: FetchInstallerArgs) -> Result<()> {
+    let summary = stage1::fetch_installer(&args.url, args.sha256.as_ref(), &args.dest)?;
+    output::print(&summary, output::resolve(args.format), || summary.to_text())
+}
+
+/// `nixos-lift handoff check`.
+fn handoff_check(args: HandoffCheckArgs) -> Result<()> {
+    let report = match (&args.archive, &args.dir) {
+        (Some(archive), _) => check::check_archive(archive)?,
+        (None, Some(dir)) => check::check_dir(dir)?,
+        (None, None) => check::check_dir(&check::default_dir())?,
+    };
+    output::print(&report, args.format, || report.to_text())?;
+    if report.ok {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "checking handoff {}: {}",
+            report.source,
+            report.problems.join("; ")
+        )))
     }
 }

@@ -6,14 +6,28 @@ use std::path::Path;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
-use crate::cli::{GlobalArgs, LogFormat};
 use crate::report::PROGRESS_TARGET;
 
 const JOURNALD_SOCKET: &str = "/run/systemd/journal/socket";
 /// Environment variable with a tracing filter that overrides `-v`/`-q`.
 pub const LOG_ENV: &str = "NIXOS_LIFT_LOG";
 
-fn default_level(args: &GlobalArgs) -> &'static str {
+/// `--log-format`: `text` for people, `json` for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// What `-v`, `-q` and `--log-format` asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub format: LogFormat,
+    pub verbose: u8,
+    pub quiet: u8,
+}
+
+fn default_level(args: &Options) -> &'static str {
     match (args.verbose, args.quiet) {
         (0, 0) => "info",
         (1, _) => "debug",
@@ -24,7 +38,7 @@ fn default_level(args: &GlobalArgs) -> &'static str {
 }
 
 /// Installs the global subscriber. Safe to call once; later calls are ignored.
-pub fn init(args: &GlobalArgs) {
+pub fn init(args: &Options) {
     let filter =
         EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default_level(args)));
     // Under a systemd unit whose stderr is the journal, stderr alone is enough (both would log
@@ -36,7 +50,7 @@ pub fn init(args: &GlobalArgs) {
         tracing_journald::layer().ok()
     };
     let ansi = crate::terminal::Stderr::current().colours();
-    let stderr = match args.log_format {
+    let stderr = match args.format {
         LogFormat::Json => Some(
             fmt::layer()
                 .json()

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     };
     let cli = Cli::from_arg_matches(&Cli::command().color(color).get_matches())
         .unwrap_or_else(|err| err.exit());
-    nixos_lift::logging::init(&cli.global);
+    nixos_lift::logging::init(&cli.global.logging());
     match nixos_lift::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -4,8 +4,15 @@ use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
 use crate::{Error, Result};
+
+/// `--format` of the commands that print a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Yaml,
+    Text,
+}
 
 /// JSON when stdout is not a terminal, else text.
 pub fn resolve(format: Option<OutputFormat>) -> OutputFormat {

@@ -82,6 +82,7 @@ fn payload() -> Payload {
         },
     ];
     let mut facts = Facts::default();
+    facts.version = nixos_lift::facts::FACTS_VERSION;
     facts.host.arch = "x86_64".into();
     facts.host.firmware = Firmware::Uefi;
     Payload {
@@ -339,4 +340,47 @@ fn a_failed_append_leaves_the_initrd_as_it_was() {
     assert!(append_handoff(&initrd, &broken).is_err());
     assert_eq!(std::fs::read(&initrd).unwrap(), b"xz-image-bytes!");
     assert!(append_handoff(&dir.path().join("missing"), &payload()).is_err());
+}
+
+/// `handoff check` reads as stage 2 does: a facts.json from another release is refused, and a
+/// corrupt secrets.json is reported by position, never by its contents.
+#[test]
+fn check_refuses_a_foreign_facts_version_and_never_quotes_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = dir.path().join("nixos-lift");
+    std::fs::create_dir(&own).unwrap();
+    let mut facts = serde_json::to_value(payload().facts).unwrap();
+    facts["version"] = serde_json::json!(nixos_lift::facts::FACTS_VERSION + 1);
+    std::fs::write(own.join("facts.json"), facts.to_string()).unwrap();
+    std::fs::write(
+        own.join("secrets.json"),
+        br#"{"nix_access_tokens": "hook-secret"}"#,
+    )
+    .unwrap();
+    let report = check_dir(&own).unwrap();
+    assert!(!report.ok);
+    let facts_verdict = &report.files["nixos-lift/facts.json"];
+    assert!(
+        facts_verdict.starts_with("schema version "),
+        "{facts_verdict}"
+    );
+    let secrets_verdict = &report.files["nixos-lift/secrets.json"];
+    assert!(
+        secrets_verdict.contains("line 1 column"),
+        "{secrets_verdict}"
+    );
+    let cli = Command::cargo_bin("nixos-lift")
+        .unwrap()
+        .args(["handoff", "check", "--format", "json", "--dir"])
+        .arg(&own)
+        .output()
+        .unwrap();
+    assert_eq!(cli.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&cli.stdout),
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(all.contains("secrets.json"), "{all}");
+    assert!(!all.contains("hook-secret"), "{all}");
 }

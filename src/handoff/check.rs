@@ -1,33 +1,16 @@
-//! `nixos-lift handoff check`: read a handoff back (in the installer, or from a payload archive)
-//! and say whether it is complete and well-formed.
+//! `nixos-lift handoff check`: read a handoff back exactly as stage 2 does (in the installer, or
+//! from a payload archive), then report every file: what the reader found wrong, and whether each
+//! file the writer indexed is there with its mode.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
-use flate2::read::MultiGzDecoder;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::cpio::read_archive;
-use super::payload::{IndexEntry, KexecRecord};
+use super::read::{own, read_index, Files, Source};
 use super::*;
-use crate::facts::Facts;
-use crate::plan::{Plan, PLAN_VERSION};
+use crate::plan::Plan;
 use crate::{Error, Result};
-
-/// A file as found: mode, size and (for small files) its bytes.
-struct Found {
-    mode: u32,
-    size: u64,
-    data: Vec<u8>,
-}
-
-/// Files by path relative to the initramfs root, e.g. `nixos-lift/plan.json`.
-type Files = BTreeMap<String, Found>;
-
-/// Files larger than this are only stat'ed (the agent binary).
-const READ_LIMIT: u64 = 1 << 20;
 
 #[derive(Debug, Serialize)]
 pub struct CheckReport {
@@ -49,97 +32,19 @@ pub struct CheckReport {
 /// Checks the handoff directory `dir` (the initramfs' `/nixos-lift`, or [`STAGE2_DIR`]).
 /// When `dir` is named `nixos-lift`, the root-level files next to it are checked too.
 pub fn check_dir(dir: &Path) -> Result<CheckReport> {
-    let mut files = Files::new();
-    let entries = std::fs::read_dir(dir)
+    std::fs::read_dir(dir)
         .map_err(|e| Error::io(format!("reading handoff directory {}", dir.display()), e))?;
-    for entry in entries.flatten() {
-        if let Some(name) = entry.file_name().to_str() {
-            add_found(&mut files, &format!("{INITRD_DIR}/{name}"), &entry.path());
-        }
-    }
-    let in_place = dir.file_name().is_some_and(|n| n == INITRD_DIR);
-    if let Some(root) = dir.parent().filter(|_| in_place) {
-        for name in root_level_files() {
-            add_found(&mut files, &name, &root.join(&name));
-        }
-        for entry in std::fs::read_dir(root.join("ssh"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Some(name) = entry.file_name().to_str() {
-                add_found(&mut files, &format!("ssh/{name}"), &entry.path());
-            }
-        }
-    }
-    Ok(check_files(dir.display().to_string(), &files, in_place))
+    Ok(check(&Source::dir(dir)))
 }
 
 /// Checks a payload archive file (gzip'd newc, possibly several concatenated).
 pub fn check_archive(path: &Path) -> Result<CheckReport> {
-    let context = || format!("reading handoff archive {}", path.display());
-    let file = std::fs::File::open(path).map_err(|e| Error::io(context(), e))?;
-    let mut bytes = Vec::new();
-    MultiGzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(context(), e))?;
-    let mut files = Files::new();
-    let mut rest = &bytes[..];
-    loop {
-        while let [0, tail @ ..] = rest {
-            rest = tail;
-        }
-        if rest.is_empty() {
-            break;
-        }
-        for entry in read_archive(&mut rest).map_err(|e| Error::io(context(), e))? {
-            if !entry.is_dir() {
-                let size = entry.data.len() as u64;
-                let found = Found {
-                    mode: entry.mode,
-                    size,
-                    data: entry.data,
-                };
-                files.insert(entry.path, found);
-            }
-        }
-    }
-    Ok(check_files(path.display().to_string(), &files, true))
+    Ok(check(&Source::archive(path)?))
 }
 
-fn root_level_files() -> Vec<String> {
-    vec![
-        ADDRS_FILE.into(),
-        ROUTES_V4_FILE.into(),
-        ROUTES_V6_FILE.into(),
-        MACHINE_ID_FILE.into(),
-    ]
-}
-
-fn add_found(files: &mut Files, key: &str, path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    if !meta.is_file() {
-        return;
-    }
-    let mut data = Vec::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.take(READ_LIMIT).read_to_end(&mut data);
-    }
-    let found = Found {
-        mode: meta.permissions().mode(),
-        size: meta.len(),
-        data,
-    };
-    files.insert(key.to_string(), found);
-}
-
-fn check_files(source: String, files: &Files, with_root_level: bool) -> CheckReport {
-    let own = |f: &str| format!("{INITRD_DIR}/{f}");
+fn check(source: &Source) -> CheckReport {
     let mut report = CheckReport {
-        source,
+        source: source.location().display().to_string(),
         ok: false,
         plan: None,
         arch: None,
@@ -151,114 +56,32 @@ fn check_files(source: String, files: &Files, with_root_level: bool) -> CheckRep
         files: BTreeMap::new(),
         problems: Vec::new(),
     };
-    let note = |report: &mut CheckReport, path: &str, verdict: std::result::Result<(), String>| {
-        let text = match verdict {
-            Ok(()) => "ok".to_string(),
-            Err(problem) => {
-                report.problems.push(format!("{path}: {problem}"));
-                problem
-            }
-        };
-        report.files.insert(path.to_string(), text);
-    };
-
-    let plan_path = own(PLAN_FILE);
-    let plan = parse::<Plan>(files, &plan_path).and_then(|p| {
-        if p.version == PLAN_VERSION {
-            Ok(p)
-        } else {
-            Err(format!(
-                "plan version {} (this agent reads {PLAN_VERSION})",
-                p.version
-            ))
+    let files = Files::read(source);
+    for (path, verdict) in files.verdicts() {
+        // An absent optional file reads as Ok; the index below says it is missing.
+        if verdict.is_err() || source.stat(&path).is_some() {
+            report.note(&path, verdict.map_err(|p| p.to_string()));
         }
-    });
-    note(
-        &mut report,
-        &plan_path,
-        plan.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
-    report.plan = plan.ok();
-
-    let facts_path = own(FACTS_FILE);
-    let facts = parse::<Facts>(files, &facts_path);
-    note(
-        &mut report,
-        &facts_path,
-        facts.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
-    if let Ok(facts) = facts {
-        report.arch = Some(facts.host.arch.clone());
-        report.firmware = Some(format!("{:?}", facts.host.firmware).to_lowercase());
     }
-
-    let net_path = own(NETWORK_FILE);
-    let net = parse::<NetworkHandoff>(files, &net_path);
-    note(
-        &mut report,
-        &net_path,
-        net.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
-    if let Ok(net) = net {
-        report.interfaces = net.observed.interfaces.len();
-        report.dns = net.observed.dns;
+    if let Ok(Some(keys)) = &files.authorized_keys {
+        report.note(&own(AUTHORIZED_KEYS_FILE), check_keys(keys));
     }
-
-    let secrets_path = own(SECRETS_FILE);
-    let secrets = parse::<Secrets>(files, &secrets_path).and_then(|_| {
-        let mode = files.get(&secrets_path).map_or(0, |f| f.mode & 0o777);
-        if mode & 0o077 == 0 {
-            Ok(())
-        } else {
-            Err(format!("mode {mode:o}, needed 600"))
-        }
-    });
-    note(&mut report, &secrets_path, secrets);
-
-    let kexec_path = own(KEXEC_FILE);
-    let kexec = parse::<KexecRecord>(files, &kexec_path);
-    note(
-        &mut report,
-        &kexec_path,
-        kexec.as_ref().map(|_| ()).map_err(Clone::clone),
-    );
-    if let Ok(record) = kexec {
-        report.kexec_method = serde_json::to_value(record.method)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from));
-        report.kexec_fallback = record.fallback_reason;
-    }
-
-    let keys_path = own(AUTHORIZED_KEYS_FILE);
-    note(&mut report, &keys_path, check_keys(files.get(&keys_path)));
-
     let agent_path = own(AGENT_FILE);
-    let agent = match files.get(&agent_path) {
-        None => Err("missing".to_string()),
-        Some(f) if f.mode & 0o111 == 0 => {
-            Err(format!("mode {:o} is not executable", f.mode & 0o777))
-        }
-        Some(f) if !f.data.starts_with(b"\x7fELF") => {
-            Err(format!("not an ELF binary ({} bytes)", f.size))
-        }
-        Some(_) => Ok(()),
-    };
-    note(&mut report, &agent_path, agent);
+    report.note(&agent_path, check_agent(source, &agent_path));
 
-    // Everything else the writer indexed must be there, private files still private.
+    // Every file the writer indexed must be there, private files still private.
     let index_path = own(INDEX_FILE);
-    let index = parse::<Vec<IndexEntry>>(files, &index_path);
-    note(
-        &mut report,
+    let index = read_index(source);
+    report.note(
         &index_path,
-        index.as_ref().map(|_| ()).map_err(Clone::clone),
+        index.as_ref().map(|_| ()).map_err(ToString::to_string),
     );
     for entry in index.unwrap_or_default() {
         let root_level = !entry.path.starts_with(&format!("{INITRD_DIR}/"));
-        if report.files.contains_key(&entry.path) || (root_level && !with_root_level) {
+        if root_level && !source.has_root_level() {
             continue;
         }
-        let verdict = match files.get(&entry.path) {
+        let verdict = match source.stat(&entry.path) {
             None => Err("missing".to_string()),
             Some(f) if entry.mode & 0o077 == 0 && f.mode & 0o077 != 0 => Err(format!(
                 "mode {:o}, written as {:o}",
@@ -267,20 +90,40 @@ fn check_files(source: String, files: &Files, with_root_level: bool) -> CheckRep
             )),
             Some(_) => Ok(()),
         };
-        note(&mut report, &entry.path, verdict);
+        report.note(&entry.path, verdict);
+    }
+
+    report.plan = files.plan.ok();
+    if let Ok(facts) = files.facts {
+        report.arch = Some(facts.host.arch.clone());
+        report.firmware = Some(format!("{:?}", facts.host.firmware).to_lowercase());
+    }
+    if let Ok(Some(net)) = files.network {
+        report.interfaces = net.observed.interfaces.len();
+        report.dns = net.observed.dns;
+    }
+    if let Ok(Some(record)) = files.kexec {
+        report.kexec_method = serde_json::to_value(record.method)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from));
+        report.kexec_fallback = record.fallback_reason;
     }
     report.ok = report.problems.is_empty();
     report
 }
 
-fn parse<T: DeserializeOwned>(files: &Files, path: &str) -> std::result::Result<T, String> {
-    let found = files.get(path).ok_or("missing")?;
-    serde_json::from_slice(&found.data).map_err(|e| format!("corrupt: {e}"))
+fn check_agent(source: &Source, path: &str) -> std::result::Result<(), String> {
+    let stat = source.stat(path).ok_or("missing")?;
+    if stat.mode & 0o111 == 0 {
+        return Err(format!("mode {:o} is not executable", stat.mode & 0o777));
+    }
+    if source.head(path, 4).as_deref() != Some(b"\x7fELF") {
+        return Err(format!("not an ELF binary ({} bytes)", stat.size));
+    }
+    Ok(())
 }
 
-fn check_keys(found: Option<&Found>) -> std::result::Result<(), String> {
-    let found = found.ok_or("missing")?;
-    let text = std::str::from_utf8(&found.data).map_err(|_| "not UTF-8".to_string())?;
+fn check_keys(text: &str) -> std::result::Result<(), String> {
     for (n, line) in text.lines().enumerate() {
         let kind = line.split_whitespace().next().unwrap_or("");
         let known = ["ssh-", "ecdsa-", "sk-"]
@@ -294,6 +137,21 @@ fn check_keys(found: Option<&Found>) -> std::result::Result<(), String> {
 }
 
 impl CheckReport {
+    /// Records a file's verdict; the first problem found for a file is the one kept.
+    fn note(&mut self, path: &str, verdict: std::result::Result<(), String>) {
+        if self.files.get(path).is_some_and(|v| v != "ok") {
+            return;
+        }
+        let text = match verdict {
+            Ok(()) => "ok".to_string(),
+            Err(problem) => {
+                self.problems.push(format!("{path}: {problem}"));
+                problem
+            }
+        };
+        self.files.insert(path.to_string(), text);
+    }
+
     /// Stable `key=value` lines; the VM harness greps the serial console for them.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -351,29 +209,13 @@ impl CheckReport {
     }
 }
 
-/// `nixos-lift handoff check`.
-pub fn run(args: crate::cli::HandoffCheckArgs) -> Result<()> {
-    let report = match (&args.archive, &args.dir) {
-        (Some(archive), _) => check_archive(archive)?,
-        (None, Some(dir)) => check_dir(dir)?,
-        (None, None) => {
-            let in_initramfs = Path::new("/").join(INITRD_DIR);
-            let dir = if in_initramfs.is_dir() {
-                in_initramfs
-            } else {
-                STAGE2_DIR.into()
-            };
-            check_dir(&dir)?
-        }
-    };
-    crate::output::print(&report, args.format, || report.to_text())?;
-    if report.ok {
-        Ok(())
+/// The handoff `handoff check` reads without `--dir`: `/nixos-lift` in the installer's
+/// initramfs, else [`STAGE2_DIR`].
+pub fn default_dir() -> std::path::PathBuf {
+    let in_initramfs = Path::new("/").join(INITRD_DIR);
+    if in_initramfs.is_dir() {
+        in_initramfs
     } else {
-        Err(Error::Other(format!(
-            "checking handoff {}: {}",
-            report.source,
-            report.problems.join("; ")
-        )))
+        STAGE2_DIR.into()
     }
 }

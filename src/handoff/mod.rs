@@ -26,6 +26,9 @@
 use crate::config::secret::{exposed, Secret};
 
 pub mod check;
+pub mod read;
+
+pub use read::Handoff;
 pub mod cpio;
 pub mod netstate;
 pub mod payload;

@@ -20,7 +20,7 @@ pub use mounts::unescape_octal;
 pub use net::NETWORK_STATE_FILE;
 pub use summary::summary;
 pub use sysroot::SysRoot;
-pub use system::{meminfo_bytes, pid1_is_systemd};
+pub use system::{mem_available, meminfo_bytes, pid1_is_systemd, started_by_cloud_init};
 
 use crate::facts::{Facts, HostFacts, FACTS_VERSION};
 use crate::Result;

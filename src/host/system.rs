@@ -27,6 +27,46 @@ pub fn memory(root: &SysRoot) -> (u64, u64) {
     (bytes("MemTotal"), bytes("MemAvailable"))
 }
 
+/// MemAvailable in bytes, now (stage 1 samples it while it stages and loads).
+pub fn mem_available(root: &SysRoot) -> Option<u64> {
+    meminfo_bytes(&root.read_string("/proc/meminfo")?, "MemAvailable")
+}
+
+/// Whether process `pid` runs under cloud-init: its cgroup is cloud-init's unit, or an
+/// ancestor's name starts with `cloud-init` (walked through `/proc/PID/stat`, up to 16 levels).
+pub fn started_by_cloud_init(root: &SysRoot, pid: u32) -> bool {
+    let cgroup = root
+        .read_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default();
+    if cgroup.contains("cloud-final") || cgroup.contains("cloud-init") {
+        return true;
+    }
+    let mut pid = pid;
+    for _ in 0..16 {
+        let Some(stat) = root.read_string(format!("/proc/{pid}/stat")) else {
+            break;
+        };
+        // `PID (comm) STATE PPID ...`; comm may hold spaces and parentheses.
+        let Some(close) = stat.rfind(')') else { break };
+        let comm = stat
+            .find('(')
+            .map(|o| &stat[o + 1..close])
+            .unwrap_or_default();
+        if comm.starts_with("cloud-init") {
+            return true;
+        }
+        match stat
+            .get(close + 2..)
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+        {
+            Some(ppid) if ppid > 1 => pid = ppid,
+            _ => break,
+        }
+    }
+    false
+}
+
 /// One `/proc/meminfo` field (`MemTotal`, `MemAvailable`, ...) in bytes.
 pub fn meminfo_bytes(meminfo: &str, key: &str) -> Option<u64> {
     meminfo
@@ -92,5 +132,60 @@ mod tests {
         assert_eq!(count_cpu_list("0-3,6"), Some(5));
         assert_eq!(count_cpu_list("3-1"), None);
         assert_eq!(count_cpu_list("x"), None);
+    }
+
+    /// A `/proc` tree with the given `(pid, stat line, cgroup)` entries.
+    #[allow(clippy::unwrap_used)]
+    fn procfs(procs: &[(u32, &str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (pid, stat, cgroup) in procs {
+            let p = dir.path().join(format!("proc/{pid}"));
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("stat"), format!("{stat}\n")).unwrap();
+            std::fs::write(p.join("cgroup"), format!("{cgroup}\n")).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn mem_available_reads_the_roots_meminfo() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("proc")).unwrap();
+        std::fs::write(
+            dir.path().join("proc/meminfo"),
+            "MemTotal:        4028428 kB\nMemFree:          100000 kB\n\
+             MemAvailable:    3581204 kB\n",
+        )
+        .unwrap();
+        let root = SysRoot::new(dir.path());
+        assert_eq!(mem_available(&root), Some(3_581_204 * 1024));
+        assert_eq!(mem_available(&SysRoot::new(dir.path().join("none"))), None);
+    }
+
+    #[test]
+    fn cloud_init_is_found_by_cgroup_or_ancestor() {
+        let session = "0::/user.slice/user-0.slice/session-1.scope";
+        // Started by hand from a shell: no cloud-init anywhere up to PID 1.
+        let by_hand = procfs(&[
+            (300, "300 (nixos-lift) S 200 300 200 0", session),
+            (200, "200 (bash) S 1 200 200 0", session),
+        ]);
+        assert!(!started_by_cloud_init(&SysRoot::new(by_hand.path()), 300));
+        // runcmd: cloud-final.service's cgroup says so.
+        let unit = procfs(&[(
+            300,
+            "300 (nixos-lift) S 200 300 200 0",
+            "0::/system.slice/cloud-final.service",
+        )]);
+        assert!(started_by_cloud_init(&SysRoot::new(unit.path()), 300));
+        // A cgroup that hides it (a user scope), with cloud-init two levels up; the shell's
+        // name holds a parenthesis, which must not cut the walk short.
+        let ancestor = procfs(&[
+            (300, "300 (nixos-lift) S 250 300 200 0", session),
+            (250, "250 (sh (x)) S 200 250 200 0", session),
+            (200, "200 (cloud-init) S 1 200 200 0", session),
+        ]);
+        assert!(started_by_cloud_init(&SysRoot::new(ancestor.path()), 300));
     }
 }

@@ -9,8 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::handoff::Handoff;
-use crate::handoff::HOST_KEY_PREFIX;
+use crate::handoff::Handoff;
 use crate::{Error, Result};
 
 /// Root's keys in fleet mode: `<dir>/root`, the directory root-only. nix/lib/contract.nix
@@ -25,15 +24,14 @@ const SSH_DIR: &str = "/etc/ssh";
 pub fn write(mnt: &Path, handoff: &Handoff) -> Result<Vec<String>> {
     let mut lines = Vec::new();
     if handoff.plan.keep_host_keys {
-        let names = host_keys(&handoff.dir)?;
+        let keys = handoff.kept_host_keys()?;
         let ssh = on(mnt, SSH_DIR);
         mkdir(&ssh, 0o755)?;
-        for name in &names {
-            let data = std::fs::read(handoff.dir.join(name))
-                .map_err(|e| Error::io(format!("reading the handoff's {name}"), e))?;
+        for (name, data) in &keys {
             let mode = if name.ends_with(".pub") { 0o644 } else { 0o600 };
-            write_file(&ssh.join(name), mode, &data)?;
+            write_file(&ssh.join(name), mode, data.expose())?;
         }
+        let names: Vec<&str> = keys.iter().map(|(name, _)| name.as_str()).collect();
         lines.push(if names.is_empty() {
             "keep_host_keys: the stock image had no SSH host keys; NixOS makes its own".to_string()
         } else {
@@ -65,24 +63,6 @@ pub fn write(mnt: &Path, handoff: &Handoff) -> Result<Vec<String>> {
         ));
     }
     Ok(lines)
-}
-
-/// The handoff's host key files, sorted; only plain names stage 1 writes.
-fn host_keys(dir: &Path) -> Result<Vec<String>> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    let mut names: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| {
-            n.starts_with(HOST_KEY_PREFIX)
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        })
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 fn on(mnt: &Path, path: &str) -> PathBuf {

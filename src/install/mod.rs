@@ -9,7 +9,6 @@
 pub mod compose;
 pub mod disk;
 pub mod fleet;
-pub mod handoff;
 pub mod machine;
 pub mod memory;
 pub mod network;
@@ -28,8 +27,8 @@ use crate::report::{DeviceSink, LineSink, RemoteTargets, Reporter};
 use crate::{Error, Result};
 
 use self::compose::{InstallFacts, Wrapper};
-use self::handoff::Handoff;
 use self::tools::{InstallLog, SharedLog, Tools};
+use crate::handoff::Handoff;
 
 /// Stage 2's phases, in order. `--stop-after` takes the ones before the disk is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -72,6 +72,21 @@ pub struct ProbeOptions {
     pub timeout: Duration,
 }
 
+impl ProbeOptions {
+    /// The same options as arguments, for re-launching the command (`run` under systemd-run).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--provider".to_string(),
+            self.provider.map_or("auto", |k| k.as_str()).to_string(),
+            format!("--metadata-timeout={}", self.timeout.as_secs()),
+        ];
+        if let Some(base) = &self.metadata_base {
+            args.push(format!("--metadata-base={base}"));
+        }
+        args
+    }
+}
+
 impl Default for ProbeOptions {
     fn default() -> Self {
         Self {

@@ -6,7 +6,6 @@ pub mod staging;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::cli::{MetadataArgs, PlanArgs};
 use crate::config::ValidConfig;
 use crate::facts::Facts;
 use crate::fetch::extract::Installer;
@@ -14,10 +13,10 @@ use crate::host::{self, SysRoot};
 use crate::phase::{Phase, Phases};
 use crate::plan::memory::MemoryPlan;
 use crate::plan::{plan_install, Plan, PlanEnv};
-use crate::provider::ProviderKind;
+use crate::provider::{ProbeOptions, ProviderKind};
 use crate::refusal::{Guard, Refusal};
 use crate::report::{RemoteTargets, Reporter};
-use crate::{detach, output, Error, Result};
+use crate::{detach, Error, Result};
 
 /// Reads what the plan needs besides facts: uid, hostname, IMA policy, existing keys.
 pub fn gather_env(root: &SysRoot) -> PlanEnv {
@@ -64,14 +63,10 @@ const EVALUATION_MEMORY: u64 = 2 << 30;
 pub fn make_plan(
     root: &SysRoot,
     config: &ValidConfig,
-    metadata: &MetadataArgs,
+    metadata: &ProbeOptions,
 ) -> Result<(Facts, Plan)> {
     let mut facts = host::inspect(root)?;
-    facts.cloud = Some(crate::provider::identify_blocking(
-        &facts,
-        root,
-        &metadata.probe_options(),
-    )?);
+    facts.cloud = Some(crate::provider::identify_blocking(&facts, root, metadata)?);
     let mut env = gather_env(root);
     // Only this machine's own run asks the server; a fixture root plans with an assumed size.
     let installer = crate::plan::installer_plan(config, &facts.host.arch);
@@ -104,50 +99,41 @@ pub fn refusal(plan: &Plan) -> Option<Error> {
     })
 }
 
-/// `nixos-lift plan`.
-pub fn plan_command(args: PlanArgs) -> Result<()> {
-    let config = ValidConfig::load(&args.config)?;
-    let root = SysRoot::new(&args.inspect.root);
-    let (_facts, plan) = make_plan(&root, &config, &args.metadata)?;
-    output::print(&plan, output::resolve(args.format), || plan.to_text())?;
-    match refusal(&plan) {
-        Some(err) => Err(err),
-        None => Ok(()),
-    }
-}
-
-/// `nixos-lift fetch-installer`: stage 1's download, verification and unpacking on their own.
-pub fn fetch_installer_command(args: crate::cli::FetchInstallerArgs) -> Result<()> {
+/// Stage 1's download, verification and unpacking on their own (`nixos-lift fetch-installer`).
+pub fn fetch_installer(
+    url: &str,
+    sha256: Option<&crate::config::Sha256>,
+    dest: &std::path::Path,
+) -> Result<FetchSummary> {
     let fetched = crate::fetch::fetch_installer(
-        &args.url,
-        args.sha256.as_ref().map(|s| s.as_hex()),
-        &args.dest,
+        url,
+        sha256.map(|s| s.as_hex()),
+        dest,
         crate::fetch::DEFAULT_MAX_BYTES,
     )?;
-    let summary = FetchSummary {
-        url: &args.url,
+    Ok(FetchSummary {
+        url: url.to_string(),
         bytes: fetched.bytes,
-        sha256: &fetched.sha256,
-        verified: args.sha256.is_some(),
+        sha256: fetched.sha256,
+        verified: sha256.is_some(),
         seconds: fetched.elapsed.as_secs_f64(),
-        installer: &fetched.installer,
-    };
-    output::print(&summary, output::resolve(args.format), || summary.to_text())
+        installer: fetched.installer,
+    })
 }
 
 #[derive(serde::Serialize)]
-struct FetchSummary<'a> {
-    url: &'a str,
+pub struct FetchSummary {
+    url: String,
     bytes: u64,
-    sha256: &'a str,
+    sha256: String,
     verified: bool,
     seconds: f64,
-    installer: &'a crate::fetch::extract::Installer,
+    installer: crate::fetch::extract::Installer,
 }
 
-impl FetchSummary<'_> {
-    fn to_text(&self) -> String {
-        let i = self.installer;
+impl FetchSummary {
+    pub fn to_text(&self) -> String {
+        let i = &self.installer;
         let tool = i
             .kexec_tool
             .as_ref()
@@ -173,37 +159,6 @@ impl FetchSummary<'_> {
 
 /// Stage 1's lock and its tmpfs staging live here.
 const WORK_DIR: &str = "/run/nixos-lift";
-
-/// Under cloud-init (an ancestor process or our cgroup says so).
-fn started_by_cloud_init() -> bool {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    if cgroup.contains("cloud-final") || cgroup.contains("cloud-init") {
-        return true;
-    }
-    let mut pid = std::process::id();
-    for _ in 0..16 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            break;
-        };
-        let Some(close) = stat.rfind(')') else { break };
-        let comm = stat
-            .find('(')
-            .map(|o| &stat[o + 1..close])
-            .unwrap_or_default();
-        if comm.starts_with("cloud-init") {
-            return true;
-        }
-        match stat[close + 2..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-        {
-            Some(ppid) if ppid > 1 => pid = ppid,
-            _ => break,
-        }
-    }
-    false
-}
 
 /// Stage 1's phases, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,15 +194,26 @@ impl Phase for RunPhase {
 /// dead receiver must not hold the takeover up.
 const REPORT_DRAIN: Duration = Duration::from_secs(5);
 
-/// `nixos-lift run`.
-pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
+/// What `nixos-lift run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: std::path::PathBuf,
+    pub metadata: ProbeOptions,
+    /// Run again although the run marker says a takeover already started.
+    pub force: bool,
+    /// Stop before the kexec, with everything staged.
+    pub rehearse: bool,
+}
+
+/// `nixos-lift run`: the takeover.
+pub fn run(args: &RunOptions) -> Result<()> {
     let config_path = std::fs::canonicalize(&args.config)
         .map_err(|e| Error::io(format!("reading {}", args.config.display()), e))?;
     let config = ValidConfig::load(&config_path)?;
     let root = SysRoot::new("/");
     if host::pid1_is_systemd(&root)
         && std::env::var_os(detach::DETACHED_ENV).is_none()
-        && started_by_cloud_init()
+        && host::started_by_cloud_init(&root, std::process::id())
     {
         let exe =
             std::fs::read_link("/proc/self/exe").map_err(|e| Error::io("finding myself", e))?;
@@ -282,7 +248,7 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
 
     let mut phases = Phases::new(Reporter::new(1, Vec::new()).with_bare_log_lines());
     let result = Takeover {
-        args: &args,
+        args,
         config: &config,
         root,
         phases: &mut phases,
@@ -302,7 +268,7 @@ pub fn run_command(args: crate::cli::RunArgs) -> Result<()> {
 
 /// `run`'s phases after the lock, each returning what the next needs.
 struct Takeover<'a> {
-    args: &'a crate::cli::RunArgs,
+    args: &'a RunOptions,
     config: &'a ValidConfig,
     root: SysRoot,
     phases: &'a mut Phases<RunPhase>,
@@ -394,7 +360,7 @@ impl Takeover<'_> {
         let staging = memory.staging.ok_or_else(|| {
             Error::Other("the memory guard passed with nowhere to stage the installer".into())
         })?;
-        let watch = staging::MemWatch::start();
+        let watch = staging::MemWatch::start(self.root.clone());
         let staged = staging::StagingDir::prepare(staging)?;
         Ok(Prepared {
             marker,
@@ -472,7 +438,7 @@ impl Takeover<'_> {
     fn load(&mut self, installer: &Installer, prepared: Prepared) -> Result<()> {
         self.phases
             .begin(RunPhase::Kexec, "loading the installer kernel (kexec)");
-        check_load_memory(installer, &prepared.memory)?;
+        check_load_memory(&self.root, installer, &prepared.memory)?;
         let append = |record: &crate::handoff::payload::KexecRecord| -> Result<()> {
             let file = std::fs::OpenOptions::new()
                 .append(true)
@@ -493,7 +459,7 @@ impl Takeover<'_> {
 /// The webhook from the config, and GCP's guest attribute once the plan names GCP.
 fn remote_targets(
     config: &ValidConfig,
-    metadata: &MetadataArgs,
+    metadata: &ProbeOptions,
     plan: Option<&Plan>,
 ) -> RemoteTargets {
     RemoteTargets {
@@ -514,6 +480,7 @@ fn remote_targets(
 /// on top of what is already used (the staged files included, when they are in RAM). The plan
 /// only had the tarball's size, or an assumed one.
 fn check_load_memory(
+    root: &SysRoot,
     installer: &crate::fetch::extract::Installer,
     memory: &crate::plan::memory::MemoryPlan,
 ) -> Result<()> {
@@ -521,7 +488,7 @@ fn check_load_memory(
         .map_err(|e| Error::io("measuring the installer's initrd", e))?
         .len();
     let need = crate::plan::memory::MemoryPlan::load_need(initrd);
-    let Some(available) = staging::mem_available() else {
+    let Some(available) = host::mem_available(root) else {
         return Ok(());
     };
     if available >= need || memory.min_memory_override.is_some() {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::host::SysRoot;
+use crate::host::{mem_available, SysRoot};
 use crate::plan::memory::{RootFsSpace, Staging};
 use crate::refusal::{Guard, Refusal};
 use crate::{Error, Result};
@@ -166,15 +166,10 @@ pub fn root_fs_space(root: &SysRoot) -> Option<RootFsSpace> {
     })
 }
 
-/// MemAvailable in bytes, now.
-pub fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    crate::host::meminfo_bytes(&text, "MemAvailable")
-}
-
 /// A thread that samples MemAvailable until dropped, so stage 1 can log the lowest it saw,
 /// including during the kexec load (a blocking syscall).
 pub struct MemWatch {
+    root: SysRoot,
     lowest: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
@@ -182,27 +177,27 @@ pub struct MemWatch {
 impl MemWatch {
     const INTERVAL: Duration = Duration::from_millis(100);
 
-    pub fn start() -> Self {
-        let lowest = Arc::new(AtomicU64::new(mem_available().unwrap_or(u64::MAX)));
+    pub fn start(root: SysRoot) -> Self {
+        let lowest = Arc::new(AtomicU64::new(mem_available(&root).unwrap_or(u64::MAX)));
         let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (lowest.clone(), stop.clone());
+        let (l, s, r) = (lowest.clone(), stop.clone(), root.clone());
         // Without the thread the log line says less; stage 1 goes on either way.
         let _ = std::thread::Builder::new()
             .name("memwatch".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    if let Some(now) = mem_available() {
+                    if let Some(now) = mem_available(&r) {
                         l.fetch_min(now, Ordering::Relaxed);
                     }
                     std::thread::sleep(Self::INTERVAL);
                 }
             });
-        Self { lowest, stop }
+        Self { root, lowest, stop }
     }
 
     /// The lowest MemAvailable seen so far, in bytes.
     pub fn lowest(&self) -> Option<u64> {
-        let now = mem_available().unwrap_or(u64::MAX);
+        let now = mem_available(&self.root).unwrap_or(u64::MAX);
         let low = self.lowest.fetch_min(now, Ordering::Relaxed).min(now);
         (low != u64::MAX).then_some(low)
     }
