@@ -1,6 +1,6 @@
 //! The Nix half and the Rust half agree on every shared name: handoff paths and file names, the
-//! manifest path, the facts schema version and the provider list (nix/lib/contract.nix against
-//! src/handoff and src/facts.rs), and the Nix modules take those names from
+//! manifest path, the facts schema version, the provider list and the day-2 pull's private
+//! files (nix/lib/contract.nix against src/handoff, src/facts.rs and src/install/compose.rs), and the Nix modules take those names from
 //! contract.nix instead of spelling them again.
 //!
 //! contract.nix is read here with a strict reader of its `name = "string";` / string-list form
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use nixos_lift::facts::{Facts, FACTS_VERSION};
 use nixos_lift::handoff;
+use nixos_lift::install::compose;
 use nixos_lift::provider::ProviderKind;
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -95,6 +96,8 @@ fn rust_side() -> BTreeMap<String, Value> {
         ("machineIdFile", s(handoff::MACHINE_ID_FILE)),
         ("agentFile", s(handoff::AGENT_FILE)),
         ("manifestFile", s(handoff::MANIFEST_FILE)),
+        ("updateNixConf", s(compose::UPDATE_NIX_CONF)),
+        ("updateWebhookToken", s(compose::UPDATE_WEBHOOK_TOKEN)),
         ("factsVersion", s(&FACTS_VERSION.to_string())),
         ("providers", Value::List(providers)),
     ]

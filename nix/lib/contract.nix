@@ -1,5 +1,5 @@
-# Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs
-# or src/facts.rs; tests/nix_contract.rs reads both sides and fails on any
+# Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs,
+# src/facts.rs or src/install/compose.rs; tests/nix_contract.rs reads both sides and fails on any
 # difference. Keep this file to `name = "string";` lines and string lists so that test can read it.
 {
   # src/handoff/mod.rs
@@ -13,6 +13,10 @@
   machineIdFile = "machine-id";
   agentFile = "nixos-lift";
   manifestFile = "kexec/manifest.json";
+
+  # src/install/compose.rs: the day-2 pull's root-only files on the installed system.
+  updateNixConf = "/etc/nixos-lift/nix-private.conf";
+  updateWebhookToken = "/etc/nixos-lift/webhook-token";
 
   # src/facts.rs FACTS_VERSION
   factsVersion = "1";

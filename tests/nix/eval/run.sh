@@ -72,4 +72,6 @@ done < <(cd "$repo" && git ls-files --cached --others --exclude-standard -- 'src
 echo "eval: agent package source holds all $embedded embedded files"
 
 bash "$here/network-script.sh" "$work" "${args[@]}"
-echo "eval: $cases groups of checks and the installer's network script passed"
+# The day-2 pull's script (its text is checked against the module's in checks.nix `update`).
+bash "$repo/tests/nix/update-script.sh" "$work"
+echo "eval: $cases groups of checks, the installer's network script and the update script passed"
