@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # nixos-lift-update: day 2. Builds the flake this machine was installed from (its latest
 # commit, through the wrapper flake in /etc/nixos so this machine's facts still apply), or in
 # fleet mode copies the system path that NIXOS_LIFT_UPDATE_SYSTEM_URL names from the first

@@ -205,25 +205,25 @@ let
     failing {
       assertionsHold = failedAssertions c == [ ];
       idleWithoutFacts = !(off.systemd.services ? nixos-lift-update) && !(off.systemd.timers ? nixos-lift-update)
-      && off.nix.extraOptions == "" && off.nix.settings.substituters == [ ];
+        && off.nix.extraOptions == "" && off.nix.settings.substituters == [ ];
       oneshotUnit = svc.serviceConfig.Type == "oneshot" && svc.serviceConfig.ExecStart == lib.getExe script
-      && elem "network-online.target" svc.after && elem "network-online.target" svc.wants;
+        && elem "network-online.target" svc.after && elem "network-online.target" svc.wants;
       # The run switches the system that holds its own unit.
       notRestartedBySwitch = !svc.restartIfChanged;
       sameFlake = env.NIXOS_LIFT_UPDATE_FLAKE == settings.flake && env.NIXOS_LIFT_UPDATE_ATTR == settings.attr;
       switchNotReboot = env.NIXOS_LIFT_UPDATE_REBOOT == "0"
-      && (withUpdate { reboot = true; }).systemd.services.nixos-lift-update.environment.NIXOS_LIFT_UPDATE_REBOOT == "1";
+        && (withUpdate { reboot = true; }).systemd.services.nixos-lift-update.environment.NIXOS_LIFT_UPDATE_REBOOT == "1";
       timer = timer.wantedBy == [ "timers.target" ] && timer.timerConfig.OnUnitActiveSec == "6h";
       intervalIsASpan = !(builtins.tryEval (builtins.deepSeq (withUpdate { interval = "1d;x"; }).systemd.timers true)).success;
       tokenInclude = c.nix.extraOptions == "!include ${helpers.contract.updateNixConf}";
       sameCaches = c.nix.settings.substituters == settings.substituters
-      && c.nix.settings.trusted-public-keys == settings.trusted_public_keys;
+        && c.nix.settings.trusted-public-keys == settings.trusted_public_keys;
       fleetFromFirstCache = fleet.NIXOS_LIFT_UPDATE_SYSTEM_URL == "https://fleet.example/web.path"
-      && fleet.NIXOS_LIFT_UPDATE_SUBSTITUTER == "https://cache.example";
+        && fleet.NIXOS_LIFT_UPDATE_SUBSTITUTER == "https://cache.example";
       reportToWebhook = env.NIXOS_LIFT_UPDATE_WEBHOOK_URL == settings.webhook_url
-      && env.NIXOS_LIFT_UPDATE_TOKEN_FILE == helpers.contract.updateWebhookToken;
+        && env.NIXOS_LIFT_UPDATE_TOKEN_FILE == helpers.contract.updateWebhookToken;
       reportSaysUpdate = script.text == builtins.readFile (h.repo + "/nix/modules/update.sh")
-      && hasInfix ''stage: "update"'' script.text;
+        && hasInfix ''stage: "update"'' script.text;
       scriptTools = all (p: elem p script.runtimeInputs) [ c.nix.package h.pkgs.curl h.pkgs.jq ];
     };
 
