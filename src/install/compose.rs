@@ -97,16 +97,11 @@ pub fn write_update_secrets(mnt: &Path, plan: &Plan, secrets: &Secrets) -> Resul
     }
     let mut written = Vec::new();
     if !secrets.nix_access_tokens.is_empty() {
-        let tokens: Vec<String> = secrets
-            .nix_access_tokens
-            .iter()
-            .map(|(host, token)| format!("{host}={}", token.expose()))
-            .collect();
         write_private(
             &under(UPDATE_NIX_CONF),
             &format!(
-                "access-tokens = {}\nnetrc-file = {UPDATE_NETRC}\n",
-                tokens.join(" ")
+                "{}\nnetrc-file = {UPDATE_NETRC}\n",
+                access_tokens_setting(secrets)
             ),
         )?;
         write_private(&under(UPDATE_NETRC), &netrc_entries(secrets))?;
@@ -394,12 +389,7 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
         );
     }
     if !secrets.nix_access_tokens.is_empty() {
-        let tokens: Vec<String> = secrets
-            .nix_access_tokens
-            .iter()
-            .map(|(host, token)| format!("{host}={}", token.expose()))
-            .collect();
-        let _ = writeln!(text, "access-tokens = {}", tokens.join(" "));
+        let _ = writeln!(text, "{}", access_tokens_setting(secrets));
         // access-tokens reach flake fetchers only; a private binary cache takes the token
         // from a netrc entry (HTTP basic auth's password, as Attic and Cachix read it).
         let netrc = path.with_file_name("netrc");
@@ -408,6 +398,16 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
     }
     write_private(path, &text)?;
     Ok(path.to_path_buf())
+}
+
+/// The `access-tokens` line of a nix.conf, every host's token.
+fn access_tokens_setting(secrets: &Secrets) -> String {
+    let tokens: Vec<String> = secrets
+        .nix_access_tokens
+        .iter()
+        .map(|(host, token)| format!("{host}={}", token.expose()))
+        .collect();
+    format!("access-tokens = {}", tokens.join(" "))
 }
 
 /// One netrc `machine` line per access token.
