@@ -49,6 +49,7 @@
         default = ./nix/modules;
         cloud = ./nix/modules/cloud.nix;
         facts = ./nix/modules/facts.nix;
+        update = ./nix/modules/update.nix;
         disk-basic = { imports = [ disko.nixosModules.disko ./nix/disko/basic.nix ]; };
         disk-lvm = { imports = [ disko.nixosModules.disko ./nix/disko/lvm.nix ]; };
       };

@@ -30,6 +30,11 @@ fn defaults_fill_what_the_file_leaves_out() {
     assert_eq!(config.report.webhook_url, None);
     // Not written: the memory guard computes the need from the installer's size.
     assert_eq!(config.min_memory, None);
+    // Day 2 is opt-in.
+    assert!(!config.update.enable);
+    assert_eq!(config.update.interval.as_str(), "1d");
+    assert!(!config.update.reboot);
+    assert_eq!(config.update.system_url, None);
 }
 
 #[test]
@@ -102,6 +107,13 @@ fn every_key_of_the_full_fixture_is_read() {
     assert_eq!(config.min_memory, Some(ByteSize(1536 << 20)));
     assert!(!config.reboot);
     assert!(config.keep_host_keys);
+    assert!(config.update.enable);
+    assert_eq!(config.update.interval.as_str(), "1h 30min");
+    assert!(config.update.reboot);
+    assert_eq!(
+        config.update.system_url.as_ref().map(|u| u.as_str()),
+        Some("https://fleet.example.com/web.path")
+    );
 }
 
 #[test]

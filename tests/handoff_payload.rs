@@ -53,6 +53,7 @@ fn plan() -> Plan {
         ssh_authorized_keys: vec![],
         reboot: true,
         keep_host_keys: false,
+        update: None,
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::install::compose;
 use serde_json::{json, Value};
 
 const GIB: u64 = 1 << 30;
@@ -188,8 +189,17 @@ impl Rehearsal {
     }
 
     /// Every text a secret must never reach: the doubles' argv, env and files records,
-    /// the console, kmsg, the install log and the trail.
+    /// the console, kmsg, the install log and the trail. The day-2 pull's private files
+    /// (`update` only) are the one place the secrets go, so those are left out here.
     fn assert_no_secret(&self, out: &Output) {
+        let private: Vec<PathBuf> = [
+            compose::UPDATE_NIX_CONF,
+            compose::UPDATE_NETRC,
+            compose::UPDATE_WEBHOOK_TOKEN,
+        ]
+        .iter()
+        .map(|p| self.root().join("mnt").join(p.trim_start_matches('/')))
+        .collect();
         let mut texts = vec![
             (
                 "stdout".to_string(),
@@ -210,7 +220,7 @@ impl Rehearsal {
                 let p = e.path();
                 if p.is_dir() {
                     dirs.push(p);
-                } else {
+                } else if !private.contains(&p) {
                     let text = std::fs::read_to_string(&p).unwrap_or_default();
                     texts.push((p.display().to_string(), text));
                 }
@@ -461,6 +471,11 @@ fn installs_on_the_disk_found_by_serial_and_reports_in_order() {
         .unwrap()
         .contains("$ nixos-install"));
     assert!(r.root().join("mnt/etc/nixos/flake.nix").is_file());
+    // Without `update` the secrets stay in the installer: nothing private on the target.
+    assert_eq!(facts["install"]["update"], Value::Null);
+    for name in ["nix-private.conf", "netrc", "webhook-token"] {
+        assert!(!trail.join(name).exists(), "{name} written without update");
+    }
     assert!(r
         .root()
         .join("mnt/etc/nixos/nixos-lift-facts.nix")
@@ -588,6 +603,63 @@ fn a_layout_naming_another_disk_is_refused_before_disko() {
     assert!(console.contains("disko-devices"), "{console}");
     assert!(console.contains("data=/dev/vda"), "{console}");
     assert_eq!(tools(&r.calls()), ["nix"]);
+}
+
+#[test]
+fn update_keeps_the_secrets_root_only_and_its_settings_in_the_facts() {
+    let (url, _got) = receiver();
+    let mut r = Rehearsal::new();
+    r.plan["report"]["webhook_url"] = json!(url);
+    r.plan["update"] = json!({ "interval": "6h", "reboot": true, "system_url": null });
+    let out = r.run();
+    assert!(out.status.success(), "{}", r.console());
+    let trail = r.root().join("mnt/etc/nixos-lift");
+    let facts: Value =
+        serde_json::from_str(&std::fs::read_to_string(trail.join("facts.json")).unwrap()).unwrap();
+    let update = &facts["install"]["update"];
+    assert_eq!(update["flake"], "github:example/fleet");
+    assert_eq!(update["attr"], "web");
+    assert_eq!(update["interval"], "6h");
+    assert_eq!(update["reboot"], true);
+    assert_eq!(update["substituters"][0], "https://cache.example.org/");
+    assert_eq!(update["webhook_url"], url.as_str());
+    assert_eq!(update["nix_conf"], compose::UPDATE_NIX_CONF);
+    // The same record is what the wrapper flake's facts module reads at build time.
+    let wrapped: Value = serde_json::from_str(
+        &std::fs::read_to_string(r.root().join("mnt/etc/nixos/facts.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(&wrapped["install"]["update"], update);
+    // The secrets: root-only files, the tokens as a nix.conf fragment for `!include`.
+    let mode = |name: &str| {
+        std::fs::metadata(trail.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for name in ["nix-private.conf", "netrc", "webhook-token"] {
+        assert_eq!(mode(name), 0o600, "{name}");
+    }
+    let conf = std::fs::read_to_string(trail.join("nix-private.conf")).unwrap();
+    assert_eq!(
+        conf,
+        format!(
+            "access-tokens = github.com={GIT_TOKEN}\nnetrc-file = {}\n",
+            compose::UPDATE_NETRC
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(trail.join("webhook-token")).unwrap(),
+        format!("{WEBHOOK_TOKEN}\n")
+    );
+    assert!(
+        r.console().contains("nixos-lift: update: every 6h (boot and reboot), 3 root-only file(s): /etc/nixos-lift/nix-private.conf /etc/nixos-lift/netrc /etc/nixos-lift/webhook-token"),
+        "{}",
+        r.console()
+    );
+    // Nowhere else: not the public facts, the plan in the trail, logs or records.
+    r.assert_no_secret(&out);
 }
 
 #[test]

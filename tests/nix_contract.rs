@@ -1,6 +1,7 @@
 //! The Nix half and the Rust half agree on every shared name: handoff paths and file names, the
-//! manifest path, fleet mode's per-machine files, the facts schema version and the provider list
-//! (nix/lib/contract.nix against src/handoff, src/install/machine.rs and src/facts.rs), and the Nix modules take those names from
+//! manifest path, fleet mode's per-machine files, the facts schema version, the provider list
+//! and the day-2 pull's private files (nix/lib/contract.nix against src/handoff,
+//! src/install/machine.rs, src/install/compose.rs and src/facts.rs), and the Nix modules take those names from
 //! contract.nix instead of spelling them again.
 //!
 //! contract.nix is read here with a strict reader of its `name = "string";` / string-list form
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use nixos_lift::facts::{Facts, FACTS_VERSION};
 use nixos_lift::handoff;
+use nixos_lift::install::compose;
 use nixos_lift::provider::ProviderKind;
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -103,6 +105,8 @@ fn rust_side() -> BTreeMap<String, Value> {
             "hostnameFile",
             s(nixos_lift::install::machine::HOSTNAME_FILE),
         ),
+        ("updateNixConf", s(compose::UPDATE_NIX_CONF)),
+        ("updateWebhookToken", s(compose::UPDATE_WEBHOOK_TOKEN)),
         ("factsVersion", s(&FACTS_VERSION.to_string())),
         ("providers", Value::List(providers)),
     ]

@@ -1,5 +1,5 @@
 # Names shared with the Rust agent. Each value must equal its counterpart in src/handoff/mod.rs,
-# src/install/machine.rs or src/facts.rs; tests/nix_contract.rs reads both sides and fails on any
+# src/install/machine.rs, src/install/compose.rs or src/facts.rs; tests/nix_contract.rs reads both sides and fails on any
 # difference. Keep this file to `name = "string";` lines and string lists so that test can read it.
 {
   # src/handoff/mod.rs
@@ -17,6 +17,10 @@
   # src/install/machine.rs: fleet mode's per-machine files on the target
   fleetAuthorizedKeysDir = "/etc/nixos-lift/authorized_keys.d";
   hostnameFile = "/etc/hostname";
+
+  # src/install/compose.rs: the day-2 pull's root-only files on the installed system.
+  updateNixConf = "/etc/nixos-lift/nix-private.conf";
+  updateWebhookToken = "/etc/nixos-lift/webhook-token";
 
   # src/facts.rs FACTS_VERSION
   factsVersion = "1";

@@ -25,8 +25,8 @@ pub use placeholder::{FLAKE_PLACEHOLDERS, INSTALLER_PLACEHOLDERS};
 pub use secret::Secret;
 pub use size::ByteSize;
 pub use values::{
-    Arch, AuthorizedKey, DiskSelector, HttpUrl, InstallerUrl, Sha256, StorePath, TokenHost,
-    TrustedPublicKey,
+    Arch, AuthorizedKey, DiskSelector, HttpUrl, InstallerUrl, Sha256, StorePath, TimeSpan,
+    TokenHost, TrustedPublicKey,
 };
 
 use error::Invalid;
@@ -95,6 +95,8 @@ pub struct Config {
     pub reboot: bool,
     #[serde(default)]
     pub keep_host_keys: bool,
+    #[serde(default)]
+    pub update: Update,
     /// Where the config came from, to point later errors at a line.
     #[serde(skip)]
     source: Source,
@@ -199,6 +201,24 @@ pub struct Report {
     pub webhook_token: Option<Secret>,
 }
 
+/// `update`: day 2. The installed system keeps pulling the same flake (or, in fleet mode, the
+/// system path a URL names) and switches to it (nix/modules/update.nix).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    #[serde(default)]
+    pub enable: bool,
+    /// How long after one pull the next starts (the timer's `OnUnitActiveSec=`).
+    #[serde(default)]
+    pub interval: TimeSpan,
+    /// Switch by `boot` and a reboot instead of switching the running system.
+    #[serde(default)]
+    pub reboot: bool,
+    /// Fleet mode: a URL whose body names the prebuilt system's store path.
+    #[serde(default)]
+    pub system_url: Option<HttpUrl>,
+}
+
 fn yes() -> bool {
     true
 }
@@ -219,6 +239,7 @@ pub struct ValidConfig {
     pub min_memory: Option<ByteSize>,
     pub reboot: bool,
     pub keep_host_keys: bool,
+    pub update: Update,
 }
 
 impl Config {
@@ -303,6 +324,7 @@ impl Config {
             min_memory: self.min_memory,
             reboot: self.reboot,
             keep_host_keys: self.keep_host_keys,
+            update: self.update,
         })
     }
 
@@ -348,6 +370,12 @@ impl Config {
                 "installer.url",
                 "expected `{arch}` in the URL when installer.sha256 pins more than one arch \
                  (one file cannot match two digests)",
+            ));
+        }
+        if self.update.system_url.is_some() && self.nix.substituters.is_empty() {
+            return Err(Invalid::new(
+                "update.system_url",
+                "expected nix.substituters too: the fleet pull copies the named system from the first of them",
             ));
         }
         let report = &self.report;
@@ -472,6 +500,25 @@ impl ValidConfig {
             yes_no(self.reboot),
             yes_no(self.keep_host_keys)
         );
+        let update = &self.update;
+        let _ = if update.enable {
+            writeln!(
+                out,
+                "  update: every {} {}, {}",
+                update.interval,
+                update.system_url.as_ref().map_or_else(
+                    || "from the same flake".to_string(),
+                    |url| format!("the system path named at {url}")
+                ),
+                if update.reboot {
+                    "boot and reboot"
+                } else {
+                    "switch"
+                }
+            )
+        } else {
+            writeln!(out, "  update: off (the installed system does not pull)")
+        };
         out
     }
 }

@@ -295,6 +295,69 @@ impl TryFrom<String> for StorePath {
     }
 }
 
+/// `update.interval`: a systemd time span such as `1d`, `6h` or `1h 30min`, as the update
+/// timer's `OnUnitActiveSec=` takes it. A subset of systemd's units: no bare numbers (systemd
+/// reads them as seconds, rarely what was meant) and no `M` (months there, minutes to many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeSpan(String);
+
+/// Seconds per unit, as systemd.time(7) spells them.
+const SPAN_UNITS: &[(&[&str], u64)] = &[
+    (&["s", "sec", "second", "seconds"], 1),
+    (&["min", "minute", "minutes"], 60),
+    (&["h", "hr", "hour", "hours"], 3600),
+    (&["d", "day", "days"], 86_400),
+    (&["w", "week", "weeks"], 604_800),
+];
+/// A pull more often than this keeps the machine busy building; less often than a year is a typo.
+const SPAN_MIN_SECONDS: u64 = 60;
+const SPAN_MAX_SECONDS: u64 = 366 * 86_400;
+
+impl TryFrom<String> for TimeSpan {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let value = value.trim();
+        let expected =
+            "expected a systemd time span such as 1d, 6h or 1h 30min (units s, min, h, d, w)";
+        let mut total: u64 = 0;
+        let mut rest = value;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let number: u64 = rest[..digits].parse().map_err(|_| expected.to_string())?;
+            let after = rest[digits..].trim_start();
+            let unit_len = after
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(after.len());
+            let unit = &after[..unit_len];
+            let seconds = SPAN_UNITS
+                .iter()
+                .find(|(names, _)| names.contains(&unit))
+                .map(|(_, s)| *s)
+                .ok_or_else(|| expected.to_string())?;
+            total = number
+                .checked_mul(seconds)
+                .and_then(|s| total.checked_add(s))
+                .ok_or_else(|| expected.to_string())?;
+            rest = after[unit_len..].trim_start();
+        }
+        if !(SPAN_MIN_SECONDS..=SPAN_MAX_SECONDS).contains(&total) {
+            return Err(format!(
+                "expected a time span from 1min to 366d, found {value:?}"
+            ));
+        }
+        Ok(Self(value.to_string()))
+    }
+}
+
+impl Default for TimeSpan {
+    fn default() -> Self {
+        Self("1d".to_string())
+    }
+}
+
 /// One `ssh.authorized_keys` entry, checked by [`crate::sshkey::check_authorized_key`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizedKey(String);
@@ -388,7 +451,13 @@ macro_rules! string_access {
     )*};
 }
 
-string_access!(TrustedPublicKey, StorePath, AuthorizedKey, TokenHost);
+string_access!(
+    TrustedPublicKey,
+    StorePath,
+    AuthorizedKey,
+    TokenHost,
+    TimeSpan
+);
 
 /// `impl Serialize` as the checked string, so a value that travels in `plan.json` reads back
 /// through the same check ([`deserialize_checked`]).
@@ -409,7 +478,8 @@ serialize_as_str!(
     TrustedPublicKey,
     StorePath,
     AuthorizedKey,
-    TokenHost
+    TokenHost,
+    TimeSpan
 );
 
 deserialize_checked!(
@@ -422,6 +492,7 @@ deserialize_checked!(
     StorePath,
     AuthorizedKey,
     TokenHost,
+    TimeSpan,
 );
 
 #[cfg(test)]
@@ -430,6 +501,27 @@ mod tests {
 
     fn ok<T: TryFrom<String, Error = String>>(s: &str) -> bool {
         T::try_from(s.to_string()).is_ok()
+    }
+
+    #[test]
+    fn time_spans_are_systemd_spans_with_units() {
+        for good in ["1d", "6h", "1h 30min", "90min", "2w", "30s 1min"] {
+            assert!(ok::<TimeSpan>(good), "{good}");
+        }
+        // Bare numbers, months, unknown units, zero and under a minute.
+        for bad in [
+            "",
+            "60",
+            "1M",
+            "1 fortnight",
+            "0d",
+            "30s",
+            "d",
+            "1d x",
+            "400d",
+        ] {
+            assert!(!ok::<TimeSpan>(bad), "{bad}");
+        }
     }
 
     #[test]

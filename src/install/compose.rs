@@ -30,6 +30,91 @@ pub struct InstallFacts {
     pub flake: String,
     pub attr: String,
     pub firmware: Firmware,
+    /// Day 2: what nix/modules/update.nix pulls and how; `null` when the config has no
+    /// `update.enable`.
+    pub update: Option<UpdateFacts>,
+}
+
+/// `install.update` in facts.json: the plan's update section with the flake reference
+/// resolved and the public Nix settings the pull uses. The secrets stay in the root-only
+/// files named here ([`UPDATE_NIX_CONF`], [`UPDATE_WEBHOOK_TOKEN`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpdateFacts {
+    /// The user's flake URL, `{arch}`, `{provider}` and `{hostname}` resolved.
+    pub flake: String,
+    pub attr: String,
+    pub interval: String,
+    pub reboot: bool,
+    pub system_url: Option<String>,
+    pub substituters: Vec<String>,
+    pub trusted_public_keys: Vec<String>,
+    pub webhook_url: Option<String>,
+    /// Absolute paths on the installed system of the private files (present or not).
+    pub nix_conf: String,
+    pub webhook_token_file: String,
+}
+
+/// On the installed system: the access tokens, for `nix.conf`'s `!include`. Root-only (0600).
+pub const UPDATE_NIX_CONF: &str = "/etc/nixos-lift/nix-private.conf";
+/// The netrc a private binary cache's token goes in (named by [`UPDATE_NIX_CONF`]).
+pub const UPDATE_NETRC: &str = "/etc/nixos-lift/netrc";
+/// On the installed system: the webhook's bearer token, read by the update's report. 0600.
+pub const UPDATE_WEBHOOK_TOKEN: &str = "/etc/nixos-lift/webhook-token";
+
+impl UpdateFacts {
+    /// `None` when the plan does not ask for day 2.
+    pub fn from_plan(plan: &Plan) -> Option<Self> {
+        let update = plan.update.as_ref()?;
+        Some(Self {
+            flake: plan.flake.url.clone(),
+            attr: plan.flake.attr.clone(),
+            interval: update.interval.to_string(),
+            reboot: update.reboot,
+            system_url: update.system_url.as_ref().map(ToString::to_string),
+            substituters: words_list(&plan.nix.substituters),
+            trusted_public_keys: words_list(&plan.nix.trusted_public_keys),
+            webhook_url: plan.report.webhook_url.as_ref().map(ToString::to_string),
+            nix_conf: UPDATE_NIX_CONF.to_string(),
+            webhook_token_file: UPDATE_WEBHOOK_TOKEN.to_string(),
+        })
+    }
+}
+
+/// Writes the day-2 secrets into the mounted target `mnt`, each root-only: the access tokens
+/// as a nix.conf fragment (the system's nix.conf `!include`s it, so they are never in the
+/// world-readable nix.conf or the store) with its netrc, and the webhook token. Nothing is
+/// written without `update` or without secrets; returns the paths written.
+pub fn write_update_secrets(mnt: &Path, plan: &Plan, secrets: &Secrets) -> Result<Vec<String>> {
+    if plan.update.is_none() {
+        return Ok(Vec::new());
+    }
+    let under = |abs: &str| mnt.join(abs.trim_start_matches('/'));
+    for file in [UPDATE_NIX_CONF, UPDATE_NETRC, UPDATE_WEBHOOK_TOKEN] {
+        if let Some(dir) = under(file).parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+    }
+    let mut written = Vec::new();
+    if !secrets.nix_access_tokens.is_empty() {
+        write_private(
+            &under(UPDATE_NIX_CONF),
+            &format!(
+                "{}\nnetrc-file = {UPDATE_NETRC}\n",
+                access_tokens_setting(secrets)
+            ),
+        )?;
+        write_private(&under(UPDATE_NETRC), &netrc_entries(secrets))?;
+        written.extend([UPDATE_NIX_CONF.to_string(), UPDATE_NETRC.to_string()]);
+    }
+    if let Some(token) = &secrets.webhook_token {
+        write_private(
+            &under(UPDATE_WEBHOOK_TOKEN),
+            &format!("{}\n", token.expose()),
+        )?;
+        written.push(UPDATE_WEBHOOK_TOKEN.to_string());
+    }
+    Ok(written)
 }
 
 /// The files of the wrapper flake, before they are written.
@@ -304,12 +389,7 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
         );
     }
     if !secrets.nix_access_tokens.is_empty() {
-        let tokens: Vec<String> = secrets
-            .nix_access_tokens
-            .iter()
-            .map(|(host, token)| format!("{host}={}", token.expose()))
-            .collect();
-        let _ = writeln!(text, "access-tokens = {}", tokens.join(" "));
+        let _ = writeln!(text, "{}", access_tokens_setting(secrets));
         // access-tokens reach flake fetchers only; a private binary cache takes the token
         // from a netrc entry (HTTP basic auth's password, as Attic and Cachix read it).
         let netrc = path.with_file_name("netrc");
@@ -318,6 +398,16 @@ pub fn write_nix_conf(path: &Path, plan: &Plan, secrets: &Secrets) -> Result<Pat
     }
     write_private(path, &text)?;
     Ok(path.to_path_buf())
+}
+
+/// The `access-tokens` line of a nix.conf, every host's token.
+fn access_tokens_setting(secrets: &Secrets) -> String {
+    let tokens: Vec<String> = secrets
+        .nix_access_tokens
+        .iter()
+        .map(|(host, token)| format!("{host}={}", token.expose()))
+        .collect();
+    format!("access-tokens = {}", tokens.join(" "))
 }
 
 /// One netrc `machine` line per access token.
@@ -340,6 +430,10 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     std::io::Write::write_all(&mut f, text.as_bytes())
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn words_list<T: std::fmt::Display>(values: &[T]) -> Vec<String> {
+    values.iter().map(ToString::to_string).collect()
 }
 
 /// Values as one space-separated `nix.conf` setting.

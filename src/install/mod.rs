@@ -293,6 +293,7 @@ impl Stage<'_> {
             flake: plan.flake.url.clone(),
             attr: plan.flake.attr.clone(),
             firmware: plan.firmware,
+            update: compose::UpdateFacts::from_plan(plan),
         };
         Wrapper::new(
             plan,
@@ -411,6 +412,21 @@ impl Stage<'_> {
             .lock()
             .ok()
             .and_then(|l| l.path().map(Path::to_path_buf));
+        let private =
+            compose::write_update_secrets(mnt, &self.handoff.plan, &self.handoff.secrets)?;
+        if let Some(update) = &self.handoff.plan.update {
+            self.line(&format!(
+                "nixos-lift: update: every {} ({}), {} root-only file(s): {}",
+                update.interval,
+                if update.reboot {
+                    "boot and reboot"
+                } else {
+                    "switch"
+                },
+                private.len(),
+                private.join(" ")
+            ));
+        }
         trail::write(
             mnt,
             &composed.flake_dir,

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use super::memory::{plan_memory, InstallerSize, RootFsSpace};
 use super::target::choose_target;
 use super::{
-    guard, FlakeTarget, GuardResult, InstallerPlan, NixPlan, Plan, ReportPlan, PLAN_VERSION,
+    guard, FlakeTarget, GuardResult, InstallerPlan, NixPlan, Plan, ReportPlan, UpdatePlan,
+    PLAN_VERSION,
 };
 use crate::config::{Arch, ValidConfig};
 use crate::facts::Facts;
@@ -146,6 +147,11 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         ssh_authorized_keys: keys,
         reboot: config.reboot,
         keep_host_keys: config.keep_host_keys,
+        update: config.update.enable.then(|| UpdatePlan {
+            interval: config.update.interval.clone(),
+            reboot: config.update.reboot,
+            system_url: config.update.system_url.clone(),
+        }),
     }
 }
 

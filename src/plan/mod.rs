@@ -12,7 +12,7 @@ pub use build::{installer_plan, plan_install, PlanEnv};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HttpUrl, Sha256, StorePath, TrustedPublicKey};
+use crate::config::{HttpUrl, Sha256, StorePath, TimeSpan, TrustedPublicKey};
 use crate::facts::Firmware;
 use crate::provider::ProviderKind;
 use crate::refusal::{Guard, Refusal};
@@ -49,6 +49,19 @@ pub struct Plan {
     pub ssh_authorized_keys: Vec<String>,
     pub reboot: bool,
     pub keep_host_keys: bool,
+    /// Day 2 (`update` in the config); `None` when the installed system does not pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdatePlan>,
+}
+
+/// How the installed system keeps pulling; stage 2 puts it into facts.json as
+/// `install.update`, where nix/modules/update.nix reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UpdatePlan {
+    pub interval: TimeSpan,
+    pub reboot: bool,
+    /// Fleet mode: a URL whose body names the system path to copy from the first substituter.
+    pub system_url: Option<HttpUrl>,
 }
 
 /// A disk identified so stage 2 can find it again after kexec, when names may have changed.

@@ -60,7 +60,7 @@ for system in x86_64-linux aarch64-linux; do
         '["installer-size","nixosLiftInstaller",true]'
     expect_json "devShells.$system" "$names" '["default"]'
 done
-expect_json nixosModules "$names" '["cloud","default","disk-basic","disk-lvm","facts"]'
+expect_json nixosModules "$names" '["cloud","default","disk-basic","disk-lvm","facts","update"]'
 expect_json nixosConfigurations "$names" '["cloud-aarch64","cloud-lvm-aarch64","cloud-lvm-x86_64","cloud-x86_64"]'
 # Module files reached from each configuration, relative to the flake's root (stand-in files
 # keep their stand-in names).
@@ -69,12 +69,12 @@ modules_of() {
         --apply 'c: map baseNameOf c.standin.moduleFiles' || fail "nixosConfigurations.$1"
 }
 for name in cloud-x86_64 cloud-aarch64; do
-    [ "$(modules_of "$name")" = '["modules","cloud.nix","facts.nix","options.nix","module.nix","basic.nix","boot.nix"]' ] ||
+    [ "$(modules_of "$name")" = '["modules","cloud.nix","facts.nix","options.nix","update.nix","module.nix","basic.nix","boot.nix"]' ] ||
         fail "$name reaches $(modules_of "$name")"
     echo "wiring: nixosConfigurations.$name modules ok"
 done
 for name in cloud-lvm-x86_64 cloud-lvm-aarch64; do
-    [ "$(modules_of "$name")" = '["modules","cloud.nix","facts.nix","options.nix","module.nix","lvm.nix","boot.nix"]' ] ||
+    [ "$(modules_of "$name")" = '["modules","cloud.nix","facts.nix","options.nix","update.nix","module.nix","lvm.nix","boot.nix"]' ] ||
         fail "$name reaches $(modules_of "$name")"
     echo "wiring: nixosConfigurations.$name modules ok"
 done
@@ -94,6 +94,6 @@ fnix flake metadata "${template_overrides[@]}" "path:$work/template" >/dev/null 
 if grep -qi "non-existent input" "$log"; then fail "the template's follows names an input that does not exist"; fi
 got=$(fnix eval --json "${template_overrides[@]}" "path:$work/template#nixosConfigurations.web" \
     --apply 'c: map baseNameOf c.standin.moduleFiles') || fail "template nixosConfigurations.web"
-[ "$got" = '["modules","cloud.nix","facts.nix","options.nix","module.nix","basic.nix","boot.nix","configuration.nix"]' ] ||
+[ "$got" = '["modules","cloud.nix","facts.nix","options.nix","update.nix","module.nix","basic.nix","boot.nix","configuration.nix"]' ] ||
     fail "template reaches $got"
 echo "wiring: template nixosConfigurations.web modules ok"

@@ -916,6 +916,25 @@ expect_stage2_install() {
     fi
 }
 
+# expect_update_trail INTERVAL ATTR: day 2 was on. The trail's facts.json on the target names
+# the update settings (the flake with {arch} resolved, the interval, the caches, the webhook),
+# and the secrets went only into the root-only files that nix.conf includes (the fixture
+# reports their modes and setting names, never their contents).
+expect_update_trail() {
+    local facts="$RUN/records/mnt/etc/nixos-lift/facts.json" got
+    got=$(jq -r '.install.update | [.flake, .attr, .interval, (.reboot | tostring), .substituters[0], .webhook_url, .nix_conf] | join(" ")' "$facts" 2>/dev/null || true)
+    if [ "$got" = "git+http://$RELEASE_ADDR/example.git $2 $1 false $CONFIG_SUBSTITUTER https://$WEBHOOK_ADDR/events /etc/nixos-lift/nix-private.conf" ]; then
+        pass "the trail's facts.json names the update settings: $got"
+    else
+        fail "the trail's facts.json lacks the update settings (got '$got')"
+    fi
+    expect "stage 2 wrote the update's root-only files" \
+        "^nixos-lift: update: every $1 \\(switch\\), 3 root-only file\\(s\\): /etc/nixos-lift/nix-private.conf /etc/nixos-lift/netrc /etc/nixos-lift/webhook-token$"
+    expect "the access tokens are in a 0600 nix.conf fragment" \
+        '^installer-fixture: private file: /mnt/etc/nixos-lift/nix-private.conf mode=600 settings=access-tokens netrc-file $'
+    expect "the webhook token is in a 0600 file" '^installer-fixture: private file: /mnt/etc/nixos-lift/webhook-token mode=600 '
+}
+
 # plan_hostname: the host name in stage 1's plan, as the installer fixture printed it.
 plan_hostname() { console_value "installer-fixture: plan-compact: " | python3 -c 'import json,sys; print(json.load(sys.stdin)["hostname"])' 2>/dev/null; }
 

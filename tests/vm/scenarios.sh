@@ -38,6 +38,7 @@ scenario_defaults() {
     CONFIG_CACHE_KEY=$CACHE_KEY
     CONFIG_REBOOT=false
     CONFIG_KEEP_HOST_KEYS=false
+    CONFIG_UPDATE=""   # day 2: an `update` interval turns the pull on
     # Stage 2 in the installer fixture: faults for its doubles (tests/vm/installer/init).
     VM_FIXTURE_CONTROL=""
     # Secrets of this run: each must reach only where it belongs, never the console or argv.
@@ -83,6 +84,7 @@ keep_host_keys: $CONFIG_KEEP_HOST_KEYS
 YAML
     [ -z "$CONFIG_SYSTEM" ] || echo "system: \"$CONFIG_SYSTEM\"" >>"$1"
     [ -z "$CONFIG_MIN_MEMORY" ] || echo "min_memory: $CONFIG_MIN_MEMORY" >>"$1"
+    [ -z "$CONFIG_UPDATE" ] || printf 'update:\n  enable: true\n  interval: %s\n' "$CONFIG_UPDATE" >>"$1"
 }
 CONFIG_KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHNpbWNsb3VkLWNvbmZpZy1rZXktMDAwMDAwMDAwMDAw simcloud-config-key"
 CACHE_KEY="simcloud-cache-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="
@@ -137,7 +139,9 @@ check_detect() {
 }
 
 # ---- 1. Hetzner, x86_64, BIOS: kexec happens and the installer sees the plan ---------------
-scenario_hetzner() { :; }
+scenario_hetzner() {
+    CONFIG_UPDATE=6h
+}
 check_hetzner() {
     expect_download
     expect_stage1_progress 5
@@ -154,6 +158,7 @@ check_hetzner() {
     expect_stage2_done cloud-x86_64
     expect_stage2_install "$(plan_hostname)" cloud-x86_64
     expect_not_in_file "the facts module of a BIOS machine has no UEFI bootloader hints" "$(facts_module)" efiSupport
+    expect_update_trail 6h cloud-x86_64
     expect_webhook $WEBHOOK_DONE
     expect_disks_untouched
 }

@@ -190,6 +190,61 @@ let
       othersKept = all (s: elem s c.networking.nameservers) (filter (s: !(lib.hasPrefix "127." s)) sample.network.dns);
     };
 
+  # The day-2 pull (nix/modules/update.nix): idle without `install.update` in the facts; with
+  # it, a oneshot unit running nix/modules/update.sh on a timer, the token include in
+  # nix.conf and the install's caches, and a webhook report with `stage: "update"`.
+  update =
+    let
+      settings = {
+        flake = "git+https://git.example/fleet.git";
+        attr = "web";
+        interval = "6h";
+        reboot = false;
+        system_url = null;
+        substituters = [ "https://cache.example" "https://second.example" ];
+        trusted_public_keys = [ "cache.example-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=" ];
+        webhook_url = "https://hooks.example/events";
+        nix_conf = helpers.contract.updateNixConf;
+        webhook_token_file = helpers.contract.updateWebhookToken;
+      };
+      withUpdate = extra: (h.host {
+        system = "x86_64-linux";
+        layout = "basic";
+        modules = [{ nixos-lift.facts = sample // { install = { disk_device = want.disk.device; disk_path = want.disk.path; update = settings // extra; }; }; }];
+      }).config;
+      off = (h.host { system = "x86_64-linux"; layout = "basic"; modules = [{ nixos-lift.factsFile = sampleFile; }]; }).config;
+      c = withUpdate { };
+      svc = c.systemd.services.nixos-lift-update;
+      env = svc.environment;
+      timer = c.systemd.timers.nixos-lift-update;
+      script = c.nixos-lift.update.script;
+      fleet = (withUpdate { system_url = "https://fleet.example/web.path"; }).systemd.services.nixos-lift-update.environment;
+    in
+    failing {
+      assertionsHold = failedAssertions c == [ ];
+      idleWithoutFacts = !(off.systemd.services ? nixos-lift-update) && !(off.systemd.timers ? nixos-lift-update)
+        && off.nix.extraOptions == "" && off.nix.settings.substituters == [ ];
+      oneshotUnit = svc.serviceConfig.Type == "oneshot" && svc.serviceConfig.ExecStart == lib.getExe script
+        && elem "network-online.target" svc.after && elem "network-online.target" svc.wants;
+      # The run switches the system that holds its own unit.
+      notRestartedBySwitch = !svc.restartIfChanged;
+      sameFlake = env.NIXOS_LIFT_UPDATE_FLAKE == settings.flake && env.NIXOS_LIFT_UPDATE_ATTR == settings.attr;
+      switchNotReboot = env.NIXOS_LIFT_UPDATE_REBOOT == "0"
+        && (withUpdate { reboot = true; }).systemd.services.nixos-lift-update.environment.NIXOS_LIFT_UPDATE_REBOOT == "1";
+      timer = timer.wantedBy == [ "timers.target" ] && timer.timerConfig.OnUnitActiveSec == "6h";
+      intervalIsASpan = !(builtins.tryEval (builtins.deepSeq (withUpdate { interval = "1d;x"; }).systemd.timers true)).success;
+      tokenInclude = c.nix.extraOptions == "!include ${helpers.contract.updateNixConf}";
+      sameCaches = c.nix.settings.substituters == settings.substituters
+        && c.nix.settings.trusted-public-keys == settings.trusted_public_keys;
+      fleetFromFirstCache = fleet.NIXOS_LIFT_UPDATE_SYSTEM_URL == "https://fleet.example/web.path"
+        && fleet.NIXOS_LIFT_UPDATE_SUBSTITUTER == "https://cache.example";
+      reportToWebhook = env.NIXOS_LIFT_UPDATE_WEBHOOK_URL == settings.webhook_url
+        && env.NIXOS_LIFT_UPDATE_TOKEN_FILE == helpers.contract.updateWebhookToken;
+      reportSaysUpdate = script.text == builtins.readFile (h.repo + "/nix/modules/update.sh")
+        && hasInfix ''stage: "update"'' script.text;
+      scriptTools = all (p: elem p script.runtimeInputs) [ c.nix.package h.pkgs.curl h.pkgs.jq ];
+    };
+
   # Ordering of the installer's units, with the upstream units they meet as systemd ships them
   # (units/*.service.in of systemd 257; restore-network is nixos-images' real definition). A
   # unit without DefaultDependencies=no is ordered after basic.target, which is after
@@ -299,7 +354,7 @@ let
 in
 cases // {
   rootFormats = lib.concatLists (lib.mapAttrsToList (f: fails: map (x: "${f}.${x}") fails) rootFormats);
-  inherit overrides loopbackResolvers fleet;
+  inherit overrides loopbackResolvers fleet update;
   installer-x86_64 = installer.x86_64-linux;
   installer-aarch64 = installer.aarch64-linux;
 } // lib.optionalAttrs (wrapper != null) {

@@ -36,6 +36,7 @@ let
 in
 {
   inherit lib repo nixosImages;
+  pkgs = import ./pkgs.nix { inherit lib; system = "x86_64-linux"; };
   helpers = import (repo + "/nix/lib");
   sampleFile = repo + "/nix/tests/facts-sample.json";
 

@@ -4,8 +4,9 @@
 # (nixos/modules/...: system/boot/loader/grub, tasks/filesystems, config/users-groups,
 # services/networking/ssh/sshd, system/boot/networkd, lib/systemd-unit-options, misc/assertions,
 # system/activation/top-level, system/boot/kernel, misc/documentation, hardware/all-hardware,
-# hardware/all-firmware, installer/netboot, installer/kexec from nixos-images). Merging,
-# priorities and conflicts are therefore nixpkgs' own (the real lib), but only for these options.
+# hardware/all-firmware, installer/netboot, config/nix, installer/kexec from nixos-images).
+# Merging, priorities and conflicts are therefore nixpkgs' own (the real lib), but only for these
+# options.
 #
 # It restates three behaviours of nixpkgs' grub module, marked below, because the checks depend
 # on them: `device` feeds `devices`, and two of its assertions. Nothing else of NixOS runs:
@@ -44,6 +45,18 @@ let
       environment = opt (types.attrsOf (types.nullOr (types.oneOf [ types.str types.path types.package ]))) { };
       path = opt (types.listOf (types.oneOf [ types.package types.str ])) [ ];
       script = opt types.lines "";
+      restartIfChanged = opt types.bool true;
+    };
+  };
+
+  # lib/systemd-unit-options.nix (timer units).
+  timer = types.submodule {
+    options = {
+      enable = opt types.bool true;
+      description = opt types.singleLineStr "";
+      wantedBy = unitNames;
+      unitConfig = unitSection;
+      timerConfig = unitSection;
     };
   };
 
@@ -168,6 +181,7 @@ in
 
     systemd = {
       services = opt (types.attrsOf service) { };
+      timers = opt (types.attrsOf timer) { };
       packages = opt (types.listOf types.package) [ ];
       network = {
         enable = bool;
@@ -208,7 +222,21 @@ in
     virtualisation.hypervGuest.enable = bool;
 
     environment.systemPackages = opt (types.listOf types.package) [ ];
-    nix.package = opt types.package pkgs.nix;
+    nix = {
+      package = opt types.package pkgs.nix;
+      # services/system/nix-daemon.nix and config/nix.nix: free-form settings with these two
+      # declared as lists, and extraOptions appended to nix.conf.
+      extraOptions = opt types.lines "";
+      settings = opt
+        (types.submodule {
+          freeformType = types.attrsOf (types.oneOf [ types.bool types.int types.str (types.listOf types.str) ]);
+          options = {
+            substituters = strs;
+            trusted-public-keys = strs;
+          };
+        })
+        { };
+    };
   };
 
   config = {

@@ -44,6 +44,8 @@ let
     "zfs"
     "nix"
     "python3"
+    # day-2 pull
+    "curl"
   ];
 
   platform = {

@@ -73,4 +73,6 @@ echo "eval: agent package source holds all $embedded embedded files"
 
 bash "$here/network-script.sh" "$work" "${args[@]}"
 bash "$here/size-check.sh" "$work"
-echo "eval: $cases groups of checks, the installer's network script and its size check passed"
+# The day-2 pull's script (its text is checked against the module's in checks.nix `update`).
+bash "$repo/tests/nix/update-script.sh" "$work"
+echo "eval: $cases groups of checks, the installer's network script, its size check and the update script passed"
