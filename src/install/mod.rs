@@ -341,8 +341,6 @@ impl Stage<'_> {
     /// first substituter.
     fn install(&mut self, composed: &Composed, mnt: &Path) -> Result<()> {
         let plan = &self.handoff.plan;
-        let mnt_s = mnt.display().to_string();
-        let tools = &composed.tools;
         self.begin(
             InstallPhase::Install,
             &match &plan.system {
@@ -353,8 +351,27 @@ impl Stage<'_> {
         for line in machine::write(mnt, self.handoff)? {
             self.line(&format!("nixos-lift: {line}"));
         }
+        let (swap, note) = memory::TargetSwap::add(&self.opts.root, mnt, &composed.tools);
+        if let Some(note) = note {
+            self.line(&format!("nixos-lift: {note}"));
+        }
+        let tools = match &swap {
+            Some(swap) => composed.tools.clone().with_env("TMPDIR", swap.tmp_dir()),
+            None => composed.tools.clone(),
+        };
+        let installed = self.install_system(&tools, &composed.flake_dir, mnt);
+        if let Some(swap) = swap {
+            let note = swap.release(&tools);
+            self.line(&format!("nixos-lift: {note}"));
+        }
+        installed
+    }
+
+    fn install_system(&self, tools: &Tools, flake_dir: &Path, mnt: &Path) -> Result<()> {
+        let plan = &self.handoff.plan;
+        let mnt_s = mnt.display().to_string();
         let Some(system) = &plan.system else {
-            let flake = compose::flake_ref(&composed.flake_dir, &plan.flake.attr);
+            let flake = compose::flake_ref(flake_dir, &plan.flake.attr);
             tools.run(
                 "nixos-install",
                 &[
