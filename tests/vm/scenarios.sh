@@ -504,6 +504,13 @@ check_fleet-1g() {
         '^nixos-lift: memory is tight \([0-9]+ MiB\): [0-9]+ MiB of swap on the target \(/mnt/\.nixos-lift-swap, ext4\)'
     expect "stage 2 released it after the install phase" \
         '^nixos-lift: swap on the target released \(/mnt/\.nixos-lift-swap removed\)'
+    if awk '/^nixos-lift: memory is tight .* swap on the target/ { swap = NR } /^nixos-lift: \[6\/8\] installing/ { install = NR }
+        /^nixos-lift: swap on the target released/ { released = NR }
+        END { exit !(swap && swap < install && install < released) }' "$RUN/console.log"; then
+        pass "the swap is on before the install phase begins and released after it"
+    else
+        fail "the swap line, the install phase and the release are not in that order on the console"
+    fi
     expect_stage2_done cloud-x86_64
     extract_records || return 0
     swaps=$(ls "$RUN/records/doubles/bin/records/"*-nixos-install.files 2>/dev/null | head -n1)
