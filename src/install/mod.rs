@@ -206,7 +206,13 @@ impl Stage<'_> {
             return Ok(None);
         }
         let mnt = self.partition(&cleared, &composed)?;
-        self.install(&composed, &mnt)?;
+        let swap = self.add_target_swap(&composed, &mnt);
+        let installed = self.install(&composed, &mnt, swap.as_ref());
+        if let Some(swap) = swap {
+            let note = swap.release(&composed.tools);
+            self.line(&format!("nixos-lift: {note}"));
+        }
+        installed?;
         self.trail(&composed, &mnt)?;
         self.finish(&cleared, composed.tools)
     }
@@ -339,10 +345,23 @@ impl Stage<'_> {
 
     /// `nixos-install` of the flake, or, in fleet mode, of the prebuilt system copied from the
     /// first substituter.
-    fn install(&mut self, composed: &Composed, mnt: &Path) -> Result<()> {
+    /// Once disko has made the target's filesystem: swap there when memory is tight, for the
+    /// install phase; released after it, whatever its outcome.
+    fn add_target_swap(&mut self, composed: &Composed, mnt: &Path) -> Option<memory::TargetSwap> {
+        let (swap, note) = memory::TargetSwap::add(&self.opts.root, mnt, &composed.tools);
+        if let Some(note) = note {
+            self.line(&format!("nixos-lift: {note}"));
+        }
+        swap
+    }
+
+    fn install(
+        &mut self,
+        composed: &Composed,
+        mnt: &Path,
+        swap: Option<&memory::TargetSwap>,
+    ) -> Result<()> {
         let plan = &self.handoff.plan;
-        let mnt_s = mnt.display().to_string();
-        let tools = &composed.tools;
         self.begin(
             InstallPhase::Install,
             &match &plan.system {
@@ -353,6 +372,11 @@ impl Stage<'_> {
         for line in machine::write(mnt, self.handoff)? {
             self.line(&format!("nixos-lift: {line}"));
         }
+        let tools = match swap {
+            Some(swap) => composed.tools.clone().with_env("TMPDIR", swap.tmp_dir()),
+            None => composed.tools.clone(),
+        };
+        let mnt_s = mnt.display().to_string();
         let Some(system) = &plan.system else {
             let flake = compose::flake_ref(&composed.flake_dir, &plan.flake.attr);
             tools.run(

@@ -127,6 +127,13 @@ impl Tools {
         }
     }
 
+    /// One more variable for the children (a path such as `TMPDIR`, never a secret).
+    pub fn with_env(mut self, key: &str, value: &Path) -> Self {
+        self.extra_env
+            .push((key.to_string(), value.display().to_string()));
+        self
+    }
+
     pub fn with_retry_pause(mut self, pause: Duration) -> Self {
         self.retry_pause = pause;
         self

@@ -19,11 +19,14 @@ if [ -f "$double_control/mount-target" ]; then
     echo "disko-script (test double): mounted tmpfs on $target and $target/boot"
 fi
 # control/disko-format DEVICE (the fleet scenarios): a GPT with one Linux partition from 1 MiB,
-# 256 MiB of ext4 on it, mounted on /mnt, with the real sfdisk and mke2fs (/opt/host).
+# 256 MiB (or control/disko-size-mib) of ext4 on it, mounted on /mnt, with the real sfdisk and
+# mke2fs (/opt/host).
 if [ -f "$double_control/disko-format" ]; then
     dev=$(cat "$double_control/disko-format")
+    mib=256
+    [ -f "$double_control/disko-size-mib" ] && mib=$(cat "$double_control/disko-size-mib")
     case $dev in *nvme*) part=${dev}p1 ;; *) part=${dev}1 ;; esac
-    printf 'label: gpt\nstart=2048, size=524288, type=0FC63DAF-8483-4772-B47D-6983DE4798E4, name="nixos"\n' |
+    printf 'label: gpt\nstart=2048, size=%s, type=0FC63DAF-8483-4772-B47D-6983DE4798E4, name="nixos"\n' $((mib * 2048)) |
         /opt/host/bin/sfdisk -q --wipe always "$dev"
     mdev -s 2>/dev/null || true
     i=0

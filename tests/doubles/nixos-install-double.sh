@@ -12,6 +12,8 @@
 set -eu
 . "$(dirname "$(readlink -f "$0")")/double-lib.sh"
 double_record nixos-install "$@"
+# The swap in use while it runs (stage 2 adds a swap file on the target when RAM is tight).
+double_file /proc/swaps
 root=/mnt
 prev=""
 for arg in "$@"; do

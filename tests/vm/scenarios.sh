@@ -5,7 +5,7 @@
 # Sourced: the scenario functions set the variables tests/vm/lib.sh and takeover.sh read.
 # shellcheck disable=SC2034
 
-SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails upstream-installer big-1g big-1g-refused fleet fleet-wrong-key fleet-private fleet-missing-path"
+SCENARIOS="installer-fixture detect hetzner aws-uefi digitalocean-static gcp-reboot wrong-sha256 low-memory lockdown second-disk install-fails upstream-installer big-1g big-1g-refused fleet fleet-wrong-key fleet-private fleet-missing-path fleet-1g"
 
 # Defaults shared by every scenario: a Hetzner x86_64 BIOS VM with DHCP and a good config.
 scenario_defaults() {
@@ -488,6 +488,41 @@ check_fleet() {
     expect_target_machine_files
     expect_no_secrets
     expect_webhook $WEBHOOK_DONE
+}
+
+# A 1 GiB instance: once disko has made the target's ext4 (1 GiB here), stage 2 puts a swap
+# file and the builds' temporary files there for the install phase, and takes both away after.
+scenario_fleet-1g() {
+    fleet_scenario good
+    VM_MEMORY=1024
+    VM_FIXTURE_CONTROL+=" disko-size-mib=1024"
+}
+check_fleet-1g() {
+    local swaps
+    expect_kexec
+    expect "stage 2 adds swap on the target" \
+        '^nixos-lift: memory is tight \([0-9]+ MiB\): [0-9]+ MiB of swap on the target \(/mnt/\.nixos-lift-swap, ext4\)'
+    expect "stage 2 released it after the install phase" \
+        '^nixos-lift: swap on the target released \(/mnt/\.nixos-lift-swap removed\)'
+    if awk '/^nixos-lift: memory is tight .* swap on the target/ { swap = NR } /^nixos-lift: \[6\/8\] installing/ { install = NR }
+        /^nixos-lift: swap on the target released/ { released = NR }
+        END { exit !(swap && swap < install && install < released) }' "$RUN/console.log"; then
+        pass "the swap is on before the install phase begins and released after it"
+    else
+        fail "the swap line, the install phase and the release are not in that order on the console"
+    fi
+    expect_stage2_done cloud-x86_64
+    extract_records || return 0
+    swaps=$(ls "$RUN/records/doubles/bin/records/"*-nixos-install.files 2>/dev/null | head -n1)
+    expect_in_file "the swap file was on while nixos-install ran" "$swaps" "/mnt/.nixos-lift-swap"
+    expect_in_file "nixos-install's temporary files went to the target" \
+        "${swaps%.files}.env" "TMPDIR=/mnt/.nixos-lift-tmp"
+    expect_target_system
+    if debugfs -R "stat /.nixos-lift-swap" "$RUN/root.img?offset=1048576" 2>/dev/null | grep -q Inode; then
+        fail "the swap file is still on the target"
+    else
+        pass "the swap file is gone from the target"
+    fi
 }
 
 # A cache signed by another key: the first copy (the disko script, into the installer's store)
