@@ -67,7 +67,10 @@ const TARGET_SWAP_MIN: u64 = 128 << 20;
 const SWAP_FILESYSTEMS: [&str; 3] = ["ext4", "ext3", "xfs"];
 
 /// How much swap to put on a target filesystem of `fstype` with `free` bytes, or why none.
-pub fn target_swap_bytes(fstype: &str, free: u64) -> std::result::Result<u64, String> {
+pub fn target_swap_bytes(fstype: Option<&str>, free: u64) -> std::result::Result<u64, String> {
+    let Some(fstype) = fstype else {
+        return Err("nothing is mounted there".into());
+    };
     if !SWAP_FILESYSTEMS.contains(&fstype) {
         return Err(format!(
             "the target is {fstype}, not one of {}",
@@ -116,25 +119,26 @@ impl TargetSwap {
             Some(total) if total < TIGHT_BYTES => total,
             _ => return (None, None),
         };
-        let fstype =
-            fstype_at(&read("proc/self/mounts"), mnt).unwrap_or_else(|| "not mounted".into());
+        let fstype = fstype_at(&read("proc/self/mounts"), mnt);
         // The field types differ between targets.
         #[allow(clippy::unnecessary_cast)]
         let free = nix::sys::statvfs::statvfs(mnt)
             .map(|v| v.blocks_available() as u64 * v.fragment_size() as u64)
             .unwrap_or(0);
-        let size = match target_swap_bytes(&fstype, free) {
+        let size = match target_swap_bytes(fstype.as_deref(), free) {
             Ok(size) => size,
             Err(why) => {
                 return (
                     None,
                     Some(format!(
-                        "memory is tight ({} MiB), no swap on the target: {why}",
-                        total >> 20
+                        "memory is tight ({} MiB), no swap on the target ({}): {why}",
+                        total >> 20,
+                        mnt.display()
                     )),
                 )
             }
         };
+        let fstype = fstype.unwrap_or_default();
         let swap = Self {
             file: mnt.join(TARGET_SWAP_FILE),
             tmp: mnt.join(TARGET_TMP_DIR),
@@ -226,14 +230,22 @@ mod tests {
     #[test]
     fn sizes_the_target_swap_by_filesystem_and_free_space() {
         const MIB: u64 = 1 << 20;
-        assert_eq!(target_swap_bytes("ext4", 20 << 30), Ok(1 << 30));
-        assert_eq!(target_swap_bytes("xfs", 1000 * MIB + 3), Ok(250 * MIB));
-        assert!(target_swap_bytes("ext4", 500 * MIB)
+        assert_eq!(target_swap_bytes(Some("ext4"), 20 << 30), Ok(1 << 30));
+        assert_eq!(
+            target_swap_bytes(Some("xfs"), 1000 * MIB + 3),
+            Ok(250 * MIB)
+        );
+        assert!(target_swap_bytes(Some("ext4"), 500 * MIB)
             .unwrap_err()
             .contains("below 128 MiB"));
-        for fs in ["btrfs", "tmpfs", "not mounted"] {
-            assert!(target_swap_bytes(fs, 20 << 30).unwrap_err().contains(fs));
+        for fs in ["btrfs", "tmpfs"] {
+            assert!(target_swap_bytes(Some(fs), 20 << 30)
+                .unwrap_err()
+                .contains(fs));
         }
+        assert!(target_swap_bytes(None, 20 << 30)
+            .unwrap_err()
+            .contains("nothing is mounted"));
     }
 
     #[test]
