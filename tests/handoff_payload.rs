@@ -71,11 +71,14 @@ fn fake_agent() -> std::path::PathBuf {
     path
 }
 
+/// Stands in for a private host key: not key material, only bytes that must stay private.
+const FAKE_HOST_KEY: &[u8] = b"fake ssh host key for tests, not a key\n";
+
 fn payload() -> Payload {
     let host_keys = vec![
         HostKeyFile {
             name: "ssh_host_ed25519_key".into(),
-            data: Secret::new(b"-----BEGIN OPENSSH PRIVATE KEY-----\n".to_vec()),
+            data: Secret::new(FAKE_HOST_KEY.to_vec()),
         },
         HostKeyFile {
             name: "ssh_host_ed25519_key.pub".into(),
@@ -91,7 +94,7 @@ fn payload() -> Payload {
         facts,
         network: NetworkHandoff::default(),
         secrets: Secrets {
-            nix_access_tokens: [("github.com".to_string(), Secret::new("ghp_secret"))].into(),
+            nix_access_tokens: [("github.com".to_string(), Secret::new("fake-nix-token"))].into(),
             webhook_token: Some(Secret::new("hook-secret")),
         },
         authorized_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB me@laptop".into()],
@@ -168,7 +171,7 @@ fn kexec_fallback_record_overrides_the_first_one() {
 #[test]
 fn debug_output_never_shows_secrets() {
     let text = format!("{:?}", payload());
-    assert!(!text.contains("ghp_secret") && !text.contains("hook-secret"));
+    assert!(!text.contains("fake-nix-token") && !text.contains("hook-secret"));
     assert!(!text.contains("OPENSSH PRIVATE"));
 }
 
@@ -292,7 +295,7 @@ fn host_keys_reach_stage_2_only_with_keep_host_keys() {
         assert_eq!(mode("nixos-lift/ssh_host_ed25519_key.pub"), 0o644);
         assert_eq!(
             std::fs::read(out.join("nixos-lift/ssh_host_ed25519_key")).unwrap(),
-            b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
+            FAKE_HOST_KEY
         );
     }
 }

@@ -716,7 +716,8 @@ fn fleet_mode_copies_the_prebuilt_system_without_evaluating_it() {
     assert!(!r.root().join("mnt/etc/ssh").exists());
 }
 
-const HOST_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nHOSTKEY-SECRET-BYTES\n";
+/// Stands in for a private host key: not key material, a marker no log may carry.
+const HOST_KEY: &str = "fake ssh host key for tests\nHOSTKEY-SECRET-BYTES\n";
 
 /// Stage 1 puts the host keys in `nixos-lift/` only with keep_host_keys (tests/handoff_payload.rs);
 /// stage 2 writes them to the target's /etc/ssh, private halves 0600, and logs only their names.
