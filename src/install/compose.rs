@@ -5,7 +5,6 @@
 //! device so it beats a layout's own `mkDefault "/dev/vda"`): the user's settings win.
 
 use std::fmt::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::facts::{Facts, Family, Firmware};
@@ -419,17 +418,9 @@ fn netrc_entries(secrets: &Secrets) -> String {
         .collect()
 }
 
-/// Writes a fresh file readable by root only.
+/// Writes a file readable by root only.
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    let _ = std::fs::remove_file(path);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    super::write_file(path, 0o600, text.as_bytes())
 }
 
 fn words_list<T: std::fmt::Display>(values: &[T]) -> Vec<String> {

@@ -5,10 +5,10 @@
 //! - in fleet mode, root's authorized keys and the host name, which a prebuilt system cannot
 //!   hold: `nixos-lift.fleet.enable` (nix/modules/facts.nix) makes the system read them at boot.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::write_file;
 use crate::handoff::Handoff;
 use crate::{Error, Result};
 
@@ -80,22 +80,5 @@ fn mkdir(dir: &Path, mode: u32) -> Result<()> {
         _ => {}
     }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(ctx(), e))
-}
-
-/// Created with `mode` (so a private key is never readable by others, not even briefly), and
-/// set to it when the file was there.
-fn write_file(path: &Path, mode: u32, data: &[u8]) -> Result<()> {
-    let ctx = || format!("writing {}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| Error::io(ctx(), e))?;
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .and_then(|()| file.write_all(data))
-        .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(ctx(), e))
 }

@@ -721,3 +721,22 @@ fn banner(phases: &mut Phases<InstallPhase>, log: &SharedLog, error: &Error) {
     }
     phases.line(rule);
 }
+
+/// Created with `mode` (so a private key is never readable by others, not even briefly), and
+/// set to it when the file was there.
+pub(crate) fn write_file(path: &Path, mode: u32, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let ctx = || format!("writing {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| Error::io(ctx(), e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(data))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(ctx(), e))
+}
