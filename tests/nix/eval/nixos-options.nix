@@ -30,17 +30,20 @@ let
   };
   unitSection = opt (types.attrsOf unitOption) { };
   unitNames = opt (types.listOf types.str) [ ];
+  # lib/systemd-unit-options.nix commonUnitOptions: what every unit kind declares.
+  commonUnit = {
+    enable = opt types.bool true;
+    description = opt types.singleLineStr "";
+    wantedBy = unitNames;
+    requiredBy = unitNames;
+    wants = unitNames;
+    requires = unitNames;
+    after = unitNames;
+    before = unitNames;
+    unitConfig = unitSection;
+  };
   service = types.submodule {
-    options = {
-      enable = opt types.bool true;
-      description = opt types.singleLineStr "";
-      wantedBy = unitNames;
-      requiredBy = unitNames;
-      wants = unitNames;
-      requires = unitNames;
-      after = unitNames;
-      before = unitNames;
-      unitConfig = unitSection;
+    options = commonUnit // {
       serviceConfig = unitSection;
       environment = opt (types.attrsOf (types.nullOr (types.oneOf [ types.str types.path types.package ]))) { };
       path = opt (types.listOf (types.oneOf [ types.package types.str ])) [ ];
@@ -51,11 +54,7 @@ let
 
   # lib/systemd-unit-options.nix (timer units).
   timer = types.submodule {
-    options = {
-      enable = opt types.bool true;
-      description = opt types.singleLineStr "";
-      wantedBy = unitNames;
-      unitConfig = unitSection;
+    options = commonUnit // {
       timerConfig = unitSection;
     };
   };
