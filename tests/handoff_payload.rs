@@ -12,7 +12,8 @@ use nixos_lift::handoff::payload::{
     append_handoff, write_archive, write_kexec_override, HostKeyFile, KexecMethod, KexecRecord,
     Payload,
 };
-use nixos_lift::handoff::{NetworkHandoff, Secrets};
+use nixos_lift::handoff::Secrets;
+use nixos_lift::plan::network::plan_network;
 use nixos_lift::plan::{FlakeTarget, InstallerPlan, Plan, TargetDisk, PLAN_VERSION};
 use nixos_lift::provider::ProviderKind;
 
@@ -54,7 +55,15 @@ fn plan() -> Plan {
         reboot: true,
         keep_host_keys: false,
         update: None,
+        network: Default::default(),
     }
+}
+
+/// The facts of nix/tests/facts-sample.json (a DigitalOcean droplet with static addresses),
+/// the same file the Nix checks read.
+fn sample_facts() -> Facts {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/nix/tests/facts-sample.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// A tiny stand-in for the agent binary: `handoff check` wants an executable ELF.
@@ -85,14 +94,18 @@ fn payload() -> Payload {
             data: Secret::new(b"ssh-ed25519 AAAAhost root@stock\n".to_vec()),
         },
     ];
-    let mut facts = Facts::default();
-    facts.version = nixos_lift::facts::FACTS_VERSION;
-    facts.host.arch = "x86_64".into();
+    let mut facts = sample_facts();
     facts.host.firmware = Firmware::Uefi;
+    let mut plan = plan();
+    let cloud = facts
+        .cloud
+        .as_ref()
+        .map(|c| c.network.clone())
+        .unwrap_or_default();
+    plan.network = plan_network(&facts.network, &cloud);
     Payload {
-        plan: plan(),
+        plan,
         facts,
-        network: NetworkHandoff::default(),
         secrets: Secrets {
             nix_access_tokens: [("github.com".to_string(), Secret::new("fake-nix-token"))].into(),
             webhook_token: Some(Secret::new("hook-secret")),
@@ -122,7 +135,8 @@ fn archive_checks_ok_and_lists_every_planned_path() {
     let expected = [
         "nixos-lift/plan.json",
         "nixos-lift/facts.json",
-        "nixos-lift/network.json",
+        "nixos-lift/networkd/10-nixos-lift-2a358c914e07.network",
+        "nixos-lift/resolved.conf",
         "nixos-lift/secrets.json",
         "nixos-lift/authorized_keys",
         "nixos-lift/nixos-lift",
@@ -144,6 +158,54 @@ fn archive_checks_ok_and_lists_every_planned_path() {
         );
     }
     assert!(report.to_text().contains("target=/dev/sda"));
+}
+
+/// The installer gets the plan's network as networkd units and a resolved drop-in, rendered
+/// by the agent. With NIXOS_LIFT_HANDOFF_OUT set, they are also written there, for
+/// tests/nix/eval/network-script.sh to run the installer's script on the agent's real output.
+#[test]
+fn the_handoff_carries_the_rendered_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("payload.cpio.gz");
+    write_archive(&payload(), std::fs::File::create(&archive).unwrap()).unwrap();
+    let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(&archive).unwrap());
+    let entries = nixos_lift::handoff::cpio::read_archive(&mut gz).unwrap();
+    let file = |path: &str| {
+        let e = entries.iter().find(|e| e.path == path);
+        String::from_utf8(e.unwrap_or_else(|| panic!("{path} missing")).data.clone()).unwrap()
+    };
+    let unit = file("nixos-lift/networkd/10-nixos-lift-2a358c914e07.network");
+    // Written out, not taken from the renderer: the sample's eth0 with the cloud's static
+    // configuration (DigitalOcean says no DHCP), its link-local address and kernel route left out.
+    assert_eq!(
+        unit,
+        "# Written by nixos-lift from the network plan\n\
+         [Match]\nMACAddress=2a:35:8c:91:4e:07\n\
+         [Network]\nDHCP=no\nIPv6AcceptRA=yes\n\
+         Address=203.0.113.17/20\nAddress=2001:db8:800::1a/64\n\
+         [Route]\nGateway=203.0.113.1\n\
+         [Route]\nGateway=2001:db8:800::1\nMetric=1024\n"
+    );
+    let resolved = file("nixos-lift/resolved.conf");
+    assert!(
+        resolved.contains("[Resolve]\nDNS=67.207.67.2 67.207.67.3\n"),
+        "{resolved}"
+    );
+    let units: Vec<_> = entries
+        .iter()
+        .filter(|e| e.path.starts_with("nixos-lift/networkd/") && !e.is_dir())
+        .collect();
+    assert_eq!(units.len(), 1, "one unit per ethernet interface");
+
+    if let Some(out) = std::env::var_os("NIXOS_LIFT_HANDOFF_OUT") {
+        let out = std::path::Path::new(&out);
+        std::fs::create_dir_all(out.join("networkd")).unwrap();
+        for e in &units {
+            let name = e.path.trim_start_matches("nixos-lift/");
+            std::fs::write(out.join(name), &e.data).unwrap();
+        }
+        std::fs::write(out.join("resolved.conf"), resolved).unwrap();
+    }
 }
 
 /// After a fallback, stage 1 appends a second archive whose kexec.json overrides the first one:

@@ -99,7 +99,6 @@ impl Rehearsal {
     fn write_handoff(&self) -> PathBuf {
         let h = self.root().join("handoff");
         std::fs::create_dir_all(&h).unwrap();
-        std::fs::write(h.join("plan.json"), self.plan.to_string()).unwrap();
         let facts = json!({
             "version": 1,
             "host": {
@@ -129,6 +128,14 @@ impl Rehearsal {
                 "dns": ["192.0.2.53"], "dns_search": [], "dns_source": "resolv.conf"
             }
         });
+        // Stage 1 plans the network from these facts; so does the rehearsal.
+        let mut plan = self.plan.clone();
+        if plan.get("network").is_none() {
+            let parsed: nixos_lift::facts::Facts = serde_json::from_value(facts.clone()).unwrap();
+            let network = nixos_lift::plan::network::plan_network(&parsed.network, &[]);
+            plan["network"] = serde_json::to_value(network).unwrap();
+        }
+        std::fs::write(h.join("plan.json"), plan.to_string()).unwrap();
         std::fs::write(h.join("facts.json"), facts.to_string()).unwrap();
         let secrets = json!({
             "nix_access_tokens": { "github.com": GIT_TOKEN },
@@ -420,9 +427,10 @@ fn installs_on_the_disk_found_by_serial_and_reports_in_order() {
         "{module}"
     );
     assert!(module.contains("boot.loader.grub.efiInstallAsRemovable = lib.mkDefault true;"));
+    // Its network is the plan's, rendered once into facts.json, which the module reads.
     assert!(
         module.contains(
-            r#"routes = lib.mkDefault [ { Gateway = "203.0.113.1"; GatewayOnLink = true; } ];"#
+            "systemd.network.networks = lib.mapAttrs (_: lib.mkDefault) network.networks;"
         ),
         "{module}"
     );
@@ -457,6 +465,19 @@ fn installs_on_the_disk_found_by_serial_and_reports_in_order() {
         "/dev/disk/by-id/virtio-lift-root"
     );
     assert_eq!(facts["install"]["hostname"], "web-1");
+    assert_eq!(
+        facts["install"]["network"],
+        json!({
+            "networks": { "10-nixos-lift-525400123456": {
+                "matchConfig": { "MACAddress": "52:54:00:12:34:56" },
+                "networkConfig": { "DHCP": "no", "IPv6AcceptRA": true },
+                "address": ["203.0.113.10/20"],
+                "routes": [{ "Gateway": "203.0.113.1", "GatewayOnLink": true }]
+            } },
+            "nameservers": ["192.0.2.53"],
+            "search": []
+        })
+    );
     // nixos-lift's Nix modules take the disk from `target` (nix/lib targetDisk).
     assert_eq!(facts["target"]["path"], "/dev/vdb");
     assert_eq!(

@@ -7,7 +7,8 @@
   stage2Dir = "/run/nixos-lift/handoff";
   planFile = "plan.json";
   factsFile = "facts.json";
-  networkFile = "network.json";
+  networkdDir = "networkd";
+  resolvedFile = "resolved.conf";
   secretsFile = "secrets.json";
   authorizedKeysFile = "authorized_keys";
   machineIdFile = "machine-id";

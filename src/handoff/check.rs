@@ -93,14 +93,19 @@ fn check(source: &Source) -> CheckReport {
         report.note(&entry.path, verdict);
     }
 
+    if let Ok(plan) = &files.plan {
+        report.interfaces = plan.network.interfaces.len();
+        report.dns = plan
+            .network
+            .nameservers
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    }
     report.plan = files.plan.ok();
     if let Ok(facts) = files.facts {
         report.arch = Some(facts.host.arch.clone());
         report.firmware = Some(format!("{:?}", facts.host.firmware).to_lowercase());
-    }
-    if let Ok(Some(net)) = files.network {
-        report.interfaces = net.observed.interfaces.len();
-        report.dns = net.observed.dns;
     }
     if let Ok(Some(record)) = files.kexec {
         report.kexec_method = serde_json::to_value(record.method)

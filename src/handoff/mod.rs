@@ -6,9 +6,10 @@
 //! ```text
 //! nixos-lift/plan.json          crate::plan::Plan
 //! nixos-lift/facts.json         crate::facts::Facts (with `cloud`)
-//! nixos-lift/network.json       crate::facts::NetworkFacts plus the cloud's static config
 //! nixos-lift/secrets.json       0600: nix access tokens, webhook token
 //! nixos-lift/authorized_keys    config + metadata + existing root keys
+//! nixos-lift/networkd/*.network the plan's network as networkd units, for the installer
+//! nixos-lift/resolved.conf      the plan's resolvers, for the installer's systemd-resolved
 //! nixos-lift/machine-id
 //! nixos-lift/nixos-lift         the running agent binary, 0755
 //! nixos-lift/ssh_host_*        only with keep_host_keys: the stock image's host keys for the
@@ -40,7 +41,10 @@ pub const STAGE2_DIR: &str = "/run/nixos-lift/handoff";
 
 pub const PLAN_FILE: &str = "plan.json";
 pub const FACTS_FILE: &str = "facts.json";
-pub const NETWORK_FILE: &str = "network.json";
+/// The installer's systemd-networkd units, rendered from the plan's network (one per interface).
+pub const NETWORKD_DIR: &str = "networkd";
+/// The installer's systemd-resolved drop-in: the plan's resolvers.
+pub const RESOLVED_FILE: &str = "resolved.conf";
 pub const SECRETS_FILE: &str = "secrets.json";
 pub const AUTHORIZED_KEYS_FILE: &str = "authorized_keys";
 /// The prefix of the SSH host key files (`ssh_host_ed25519_key`, `ssh_host_ed25519_key.pub`).
@@ -58,31 +62,6 @@ pub const ROUTES_V6_FILE: &str = "routes-v6.json";
 
 /// The installer tarball's manifest (nixos-lift's own layout), next to the kernel.
 pub const MANIFEST_FILE: &str = "kexec/manifest.json";
-
-/// `network.json`: the network as stage 1 saw it, plus what the cloud's metadata publishes.
-/// Stage 2 restores it, matching interfaces by MAC.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct NetworkHandoff {
-    #[serde(flatten)]
-    pub observed: crate::facts::NetworkFacts,
-    /// The provider's static configuration (`facts.cloud.network`), when it has one.
-    #[serde(default)]
-    pub cloud: Vec<crate::provider::CloudInterface>,
-}
-
-impl NetworkHandoff {
-    /// The network as the facts describe it: what the host had, plus the cloud's static config.
-    pub fn from_facts(facts: &crate::facts::Facts) -> Self {
-        Self {
-            observed: facts.network.clone(),
-            cloud: facts
-                .cloud
-                .as_ref()
-                .map(|c| c.network.clone())
-                .unwrap_or_default(),
-        }
-    }
-}
 
 /// `secrets.json` (mode 0600): the only handoff file with secrets. Never logged.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]

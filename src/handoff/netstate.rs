@@ -1,11 +1,9 @@
-//! Network state for the installer, in two forms:
-//!
-//! - `addrs.json`, `routes-v4.json`, `routes-v6.json`: the exact shapes of `ip -j addr`,
-//!   `ip -j -4 route` and `ip -j -6 route`, which nixos-images' `restore-network` reads. It
-//!   silently drops an address without `preferred_life_time`/`valid_life_time`, so lifetimes are
-//!   always written (4294967295 = forever).
-//! - `nixos-lift/network.json` ([`super::NetworkHandoff`]): our own, which also carries DNS, MTU
-//!   and the cloud's static configuration, the parts `restore-network` loses.
+//! The stock image's network in nixos-images' shapes, for an installer built from its kexec
+//! modules with `restore-network` still on (nixos-lift's own turns it off and uses the plan's
+//! networkd units): `addrs.json`, `routes-v4.json`, `routes-v6.json`, the exact shapes of
+//! `ip -j addr`, `ip -j -4 route` and `ip -j -6 route`. `restore-network` silently drops an
+//! address without `preferred_life_time`/`valid_life_time`, so lifetimes are always written
+//! (4294967295 = forever).
 
 use serde_json::{json, Map, Value};
 

@@ -13,7 +13,7 @@ use super::netstate::{ip_addr_json, ip_route_json};
 use super::*;
 use crate::config::secret::Secret;
 use crate::facts::{Facts, Family};
-use crate::plan::Plan;
+use crate::plan::{networkd, Plan};
 use crate::{Error, Result};
 
 /// How stage 1 loaded the installer kernel (`nixos-lift/kexec.json`).
@@ -60,7 +60,6 @@ pub struct HostKeyFile {
 pub struct Payload {
     pub plan: Plan,
     pub facts: Facts,
-    pub network: NetworkHandoff,
     pub secrets: Secrets,
     /// One OpenSSH public key per entry, deduplicated.
     pub authorized_keys: Vec<String>,
@@ -120,11 +119,10 @@ impl Payload {
             .iter()
             .flat_map(|k| format!("{k}\n").into_bytes())
             .collect();
-        let net = &self.network.observed;
+        let net = &self.facts.network;
         let mut entries = vec![
             entry(own(PLAN_FILE), 0o644, json(&self.plan)?),
             entry(own(FACTS_FILE), 0o644, json(&self.facts)?),
-            entry(own(NETWORK_FILE), 0o644, json(&self.network)?),
             entry(own(SECRETS_FILE), 0o600, json(&self.secrets)?),
             entry(
                 own(AUTHORIZED_KEYS_FILE),
@@ -168,6 +166,22 @@ impl Payload {
             if self.plan.keep_host_keys {
                 entries.push(entry(own(&key.name), mode, data()));
             }
+        }
+        // The installer's nixos-lift-network copies these before networkd starts.
+        for unit in networkd::units(&self.plan.network) {
+            let path = own(&format!("{NETWORKD_DIR}/{}.network", unit.name));
+            entries.push(entry(
+                path,
+                0o644,
+                Content::Bytes(unit.to_ini().into_bytes()),
+            ));
+        }
+        if let Some(conf) = networkd::resolved_conf(&self.plan.network) {
+            entries.push(entry(
+                own(RESOLVED_FILE),
+                0o644,
+                Content::Bytes(conf.into_bytes()),
+            ));
         }
         if let Some(id) = &self.machine_id {
             let line = format!("{}\n", id.trim()).into_bytes();

@@ -22,7 +22,6 @@ pub struct Handoff {
     pub dir: PathBuf,
     pub plan: Plan,
     pub facts: Facts,
-    pub network: NetworkHandoff,
     pub secrets: Secrets,
     /// One OpenSSH public key per entry (plan keys first, then the file's, deduplicated).
     pub authorized_keys: Vec<String>,
@@ -149,7 +148,6 @@ type Verdict<T> = std::result::Result<T, Problem>;
 pub(crate) struct Files {
     pub plan: Verdict<Plan>,
     pub facts: Verdict<Facts>,
-    pub network: Verdict<Option<NetworkHandoff>>,
     pub secrets: Verdict<Option<Secrets>>,
     pub authorized_keys: Verdict<Option<String>>,
     pub kexec: Verdict<Option<KexecRecord>>,
@@ -184,7 +182,6 @@ impl Files {
         Self {
             plan,
             facts,
-            network: optional(source, NETWORK_FILE),
             secrets: optional(source, SECRETS_FILE),
             authorized_keys,
             kexec: optional(source, KEXEC_FILE),
@@ -199,7 +196,6 @@ impl Files {
         vec![
             (own(PLAN_FILE), unit(&self.plan)),
             (own(FACTS_FILE), unit(&self.facts)),
-            (own(NETWORK_FILE), unit(&self.network)),
             (own(SECRETS_FILE), unit(&self.secrets)),
             (own(AUTHORIZED_KEYS_FILE), unit(&self.authorized_keys)),
             (own(KEXEC_FILE), unit(&self.kexec)),
@@ -214,10 +210,6 @@ impl Files {
         }
         let plan = self.plan.map_err(at(PLAN_FILE))?;
         let facts = self.facts.map_err(at(FACTS_FILE))?;
-        let network = self
-            .network
-            .map_err(at(NETWORK_FILE))?
-            .unwrap_or_else(|| NetworkHandoff::from_facts(&facts));
         let secrets = self.secrets.map_err(at(SECRETS_FILE))?.unwrap_or_default();
         let file_keys = self
             .authorized_keys
@@ -239,7 +231,6 @@ impl Files {
             dir: dir.to_path_buf(),
             plan,
             facts,
-            network,
             secrets,
             authorized_keys,
         })

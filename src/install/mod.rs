@@ -300,15 +300,10 @@ impl Stage<'_> {
             attr: plan.flake.attr.clone(),
             firmware: plan.firmware,
             update: compose::UpdateFacts::from_plan(plan),
+            network: crate::plan::networkd::nixos(&plan.network),
         };
-        Wrapper::new(
-            plan,
-            &self.handoff.facts,
-            &self.handoff.network,
-            &install_facts,
-            &cleared.disk,
-        )?
-        .write(&flake_dir)?;
+        Wrapper::new(plan, &self.handoff.facts, &install_facts, &cleared.disk)?
+            .write(&flake_dir)?;
         if !fleet {
             if let Some(note) = memory::ensure_swap(&self.opts.root, &tools) {
                 self.line(&format!("nixos-lift: {note}"));
@@ -524,28 +519,29 @@ impl Stage<'_> {
 
     fn restore_network(&mut self) -> Result<()> {
         self.begin(InstallPhase::Network, "restoring the network");
-        let plans = network::plan_interfaces(&self.handoff.network);
+        let plan = &self.handoff.plan.network.clone();
         if self.opts.skip_network {
             self.line("nixos-lift: network left as it is (--skip-network)");
         } else {
-            for line in network::apply(&plans)? {
+            for line in network::apply(plan)? {
                 self.line(&format!("nixos-lift: network: {line}"));
             }
-            let dhcp = network::dhcp_without_systemd(&self.opts.root, &plans);
+            let dhcp = network::dhcp_without_systemd(&self.opts.root, plan);
             for line in &dhcp {
                 self.line(&format!("nixos-lift: network: {line}"));
             }
             if !dhcp.is_empty() {
                 // A DHCP client's hook may flush the interface: put the static part back.
-                network::apply(&plans)?;
+                network::apply(plan)?;
             }
         }
         let resolv = self.opts.under_root("/etc/resolv.conf");
-        let servers = network::write_resolv_conf(&resolv, &self.handoff.network, &plans)?;
+        let servers = network::write_resolv_conf(&resolv, plan)?;
         if !servers.is_empty() {
+            let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
             self.line(&format!(
                 "nixos-lift: network: resolvers {}",
-                servers.join(" ")
+                list.join(" ")
             ));
         }
         let endpoints = network::endpoints(&self.handoff.plan);

@@ -25,182 +25,53 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr as NlAddr};
 
 use crate::facts::Family;
-use crate::handoff::NetworkHandoff;
+use crate::plan::network::{InterfacePlan, MacAddr, NetworkPlan, RoutePlan};
 use crate::plan::Plan;
 use crate::{Error, Result};
 
-/// One interface to configure, found again by MAC.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IfacePlan {
-    pub mac: String,
-    /// The name in the stock image, for messages.
-    pub old_name: String,
-    /// `addr/prefix`, static only.
-    pub addresses: Vec<String>,
-    pub routes: Vec<RoutePlan>,
-    pub dns: Vec<String>,
-    pub mtu: Option<u32>,
-    /// The stock image got an address by DHCP here (or the cloud says it serves DHCP).
-    pub dhcp: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoutePlan {
-    /// The route's family (an IPv4 route may have an IPv6 gateway).
-    pub family: Family,
-    /// `default` or `prefix/len`.
-    pub dst: String,
-    /// `None` for a device route (`10.0.0.1 dev eth0 scope link`).
-    pub gateway: Option<String>,
-    pub onlink: bool,
-    pub metric: Option<u32>,
-}
-
-/// Protocols whose routes come back by themselves (DHCP, RA, the kernel's prefix routes).
-const SELF_RESTORING: [&str; 3] = ["kernel", "dhcp", "ra"];
-
-/// Merges what stage 1 observed with the cloud's static configuration, per MAC.
-pub fn plan_interfaces(net: &NetworkHandoff) -> Vec<IfacePlan> {
-    let mut plans: Vec<IfacePlan> = Vec::new();
-    for iface in &net.observed.interfaces {
-        let Some(mac) = iface.mac.as_deref().map(str::to_lowercase) else {
-            continue;
-        };
-        if iface.link_type == "loopback" || mac == "00:00:00:00:00:00" {
-            continue;
-        }
-        let addresses = iface
-            .addresses
-            .iter()
-            .filter(|a| a.scope != "link" && a.scope != "host" && !a.dynamic)
-            .map(|a| format!("{}/{}", a.address, a.prefix_len))
-            .collect();
-        let dhcp = iface
-            .addresses
-            .iter()
-            .any(|a| a.dynamic && a.family == Family::Inet);
-        let routes = net
-            .observed
-            .routes
-            .iter()
-            .filter(|r| r.dev.as_deref() == Some(iface.name.as_str()))
-            .filter(|r| !SELF_RESTORING.contains(&r.protocol.as_str()))
-            .filter(|r| r.table.is_none_or(|t| t == 254))
-            .map(|r| RoutePlan {
-                family: r.family,
-                dst: r.dst.clone(),
-                gateway: r.gateway.clone(),
-                onlink: r.onlink,
-                metric: r.metric,
-            })
-            .collect();
-        plans.push(IfacePlan {
-            mac,
-            old_name: iface.name.clone(),
-            addresses,
-            routes,
-            dns: Vec::new(),
-            mtu: Some(iface.mtu).filter(|m| *m > 0),
-            dhcp,
-        });
-    }
-    for cloud in &net.cloud {
-        let Some(mac) = cloud.mac.as_deref().map(str::to_lowercase) else {
-            continue;
-        };
-        let idx = match plans.iter().position(|p| p.mac == mac) {
-            Some(i) => i,
-            None => {
-                plans.push(IfacePlan {
-                    mac: mac.clone(),
-                    old_name: cloud.name.clone().unwrap_or_else(|| mac.clone()),
-                    addresses: Vec::new(),
-                    routes: Vec::new(),
-                    dns: Vec::new(),
-                    mtu: None,
-                    dhcp: false,
-                });
-                plans.len() - 1
-            }
-        };
-        let plan = &mut plans[idx];
-        for a in &cloud.addresses {
-            if !plan.addresses.iter().any(|x| x == a) {
-                plan.addresses.push(a.clone());
-            }
-        }
-        for r in &cloud.routes {
-            let family = if r.dst == "default" {
-                family_of(&r.gateway)
-            } else {
-                family_of(&r.dst)
-            };
-            let route = RoutePlan {
-                family,
-                dst: r.dst.clone(),
-                gateway: Some(r.gateway.clone()),
-                onlink: r.onlink,
-                metric: None,
-            };
-            let same = |x: &RoutePlan| x.family == route.family && x.dst == route.dst;
-            if !plan.routes.iter().any(same) {
-                plan.routes.push(route);
-            }
-        }
-        plan.dns.extend(cloud.dns.iter().cloned());
-        plan.mtu = cloud.mtu.or(plan.mtu);
-        if let Some(dhcp4) = cloud.dhcp4 {
-            plan.dhcp = dhcp4;
-        }
-    }
-    plans
-}
-
-fn family_of(addr: &str) -> Family {
-    if addr.contains(':') {
-        Family::Inet6
-    } else {
-        Family::Inet
-    }
-}
-
-/// Applies `plans` to the links of the current network namespace; returns one line per
+/// Applies the plan to the links of the current network namespace; returns one line per
 /// interface for the log.
-pub fn apply(plans: &[IfacePlan]) -> Result<Vec<String>> {
+pub fn apply(plan: &NetworkPlan) -> Result<Vec<String>> {
     let mut nl = Netlink::open().map_err(|e| Error::io("opening rtnetlink", e))?;
     let links = nl.links().map_err(|e| Error::io("listing links", e))?;
     let mut report = Vec::new();
-    for plan in plans {
-        let Some((index, name)) = links
-            .iter()
-            .find(|(_, _, mac)| mac.as_deref() == Some(plan.mac.as_str()))
-            .map(|(i, n, _)| (*i, n.clone()))
-        else {
+    for iface in &plan.interfaces {
+        if iface.unmanaged {
+            report.push(format!(
+                "{} ({}, {}): a VF its synthetic NIC drives; left alone",
+                iface.name,
+                iface.mac,
+                iface.driver.as_deref().unwrap_or("?")
+            ));
+            continue;
+        }
+        let Some(link) = find_link(&links, iface) else {
             report.push(format!(
                 "{} ({}): no interface with this MAC here; skipped",
-                plan.old_name, plan.mac
+                iface.name, iface.mac
             ));
             continue;
         };
-        let ctx = |what: &str| format!("restoring {name} ({}): {what}", plan.mac);
-        nl.link_up(index, plan.mtu)
+        let (index, name) = (link.index, &link.name);
+        let ctx = |what: &str| format!("restoring {name} ({}): {what}", iface.mac);
+        nl.link_up(index, iface.mtu)
             .map_err(|e| Error::io(ctx("setting link up"), e))?;
-        for addr in &plan.addresses {
-            let (ip, prefix) = parse_cidr(addr)
-                .ok_or_else(|| Error::Other(ctx(&format!("address {addr} is not addr/prefix"))))?;
-            nl.add_address(index, ip, prefix)
+        for addr in &iface.addresses {
+            nl.add_address(index, addr.addr(), addr.prefix_len())
                 .map_err(|e| Error::io(ctx(&format!("adding {addr}")), e))?;
         }
         // Device routes first: an onlink-less gateway may only be reachable through them.
-        let mut routes: Vec<&RoutePlan> = plan.routes.iter().collect();
-        routes.sort_by_key(|r| (r.gateway.is_some(), r.dst == "default"));
+        let mut routes: Vec<&RoutePlan> = iface.routes.iter().collect();
+        routes.sort_by_key(|r| (r.gateway.is_some(), r.destination.is_none()));
         for route in routes {
             nl.add_route(index, route).map_err(|e| {
+                let via = route
+                    .gateway
+                    .map_or_else(|| "link".into(), |g| g.to_string());
                 Error::io(
                     ctx(&format!(
-                        "adding route {} via {}",
-                        route.dst,
-                        route.gateway.as_deref().unwrap_or("link")
+                        "adding route {} via {via}",
+                        route.destination_text()
                     )),
                     e,
                 )
@@ -208,19 +79,30 @@ pub fn apply(plans: &[IfacePlan]) -> Result<Vec<String>> {
         }
         report.push(format!(
             "{name} ({}, was {}): {} address(es), {} route(s){}{}",
-            plan.mac,
-            plan.old_name,
-            plan.addresses.len(),
-            plan.routes.len(),
-            plan.mtu.map(|m| format!(", mtu {m}")).unwrap_or_default(),
-            if plan.dhcp { ", dhcp" } else { "" }
+            iface.mac,
+            iface.name,
+            iface.addresses.len(),
+            iface.routes.len(),
+            iface.mtu.map(|m| format!(", mtu {m}")).unwrap_or_default(),
+            if iface.dhcp { ", dhcp" } else { "" }
         ));
     }
     Ok(report)
 }
 
+/// The link with the plan's MAC. Where several share it (a VF enslaved to its synthetic NIC),
+/// the one without a controller.
+fn find_link<'a>(links: &'a [Link], iface: &InterfacePlan) -> Option<&'a Link> {
+    let mut same = links.iter().filter(|l| l.mac.as_ref() == Some(&iface.mac));
+    let first = same.next()?;
+    if !first.enslaved {
+        return Some(first);
+    }
+    same.find(|l| !l.enslaved).or(Some(first))
+}
+
 /// Runs `udhcpc` once on DHCP interfaces when systemd (and so networkd) is not running.
-pub fn dhcp_without_systemd(root: &Path, plans: &[IfacePlan]) -> Vec<String> {
+pub fn dhcp_without_systemd(root: &Path, plan: &NetworkPlan) -> Vec<String> {
     if root.join("run/systemd/system").exists() {
         return Vec::new();
     }
@@ -230,11 +112,8 @@ pub fn dhcp_without_systemd(root: &Path, plans: &[IfacePlan]) -> Vec<String> {
     let mut out = Vec::new();
     // `dhcp` is DHCPv4, which brings the default route: static addresses next to it (Hetzner's
     // IPv6, the address AWS's metadata publishes) do not replace it.
-    for plan in plans.iter().filter(|p| p.dhcp) {
-        let Some((_, name, _)) = links
-            .iter()
-            .find(|(_, _, m)| m.as_deref() == Some(plan.mac.as_str()))
-        else {
+    for iface in plan.interfaces.iter().filter(|i| i.dhcp) {
+        let Some(Link { name, .. }) = find_link(&links, iface) else {
             continue;
         };
         let status = std::process::Command::new("udhcpc")
@@ -251,47 +130,24 @@ pub fn dhcp_without_systemd(root: &Path, plans: &[IfacePlan]) -> Vec<String> {
     out
 }
 
-/// Writes resolv.conf from the resolvers stage 1 saw plus the cloud's; returns them.
-pub fn write_resolv_conf(
-    path: &Path,
-    net: &NetworkHandoff,
-    plans: &[IfacePlan],
-) -> Result<Vec<String>> {
-    let mut servers: Vec<String> = Vec::new();
-    for s in net
-        .observed
-        .dns
-        .iter()
-        .chain(plans.iter().flat_map(|p| &p.dns))
-    {
-        if !servers.contains(s) && !s.starts_with("127.") {
-            servers.push(s.clone());
-        }
+/// Writes resolv.conf with the plan's resolvers; returns them.
+pub fn write_resolv_conf(path: &Path, plan: &NetworkPlan) -> Result<Vec<IpAddr>> {
+    if plan.nameservers.is_empty() {
+        return Ok(Vec::new());
     }
-    if servers.is_empty() {
-        return Ok(servers);
-    }
-    let mut text = String::from("# Written by nixos-lift from the stock image's resolvers\n");
-    for s in &servers {
+    let mut text = String::from("# Written by nixos-lift from the network plan\n");
+    for s in &plan.nameservers {
         text.push_str(&format!("nameserver {s}\n"));
     }
-    if !net.observed.dns_search.is_empty() {
-        text.push_str(&format!("search {}\n", net.observed.dns_search.join(" ")));
+    if !plan.search.is_empty() {
+        text.push_str(&format!("search {}\n", plan.search.join(" ")));
     }
     // Replace a symlink (to a resolver stub) rather than write through it.
     let tmp = path.with_extension("nixos-lift.tmp");
     std::fs::write(&tmp, text).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path)
         .map_err(|e| Error::io(format!("replacing {}", path.display()), e))?;
-    Ok(servers)
-}
-
-fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
-    let (addr, prefix) = s.split_once('/')?;
-    let ip: IpAddr = addr.parse().ok()?;
-    let prefix: u8 = prefix.parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (prefix <= max).then_some((ip, prefix))
+    Ok(plan.nameservers.clone())
 }
 
 /// A host that must answer before the install starts.
@@ -423,8 +279,13 @@ struct Netlink {
     seq: u32,
 }
 
-/// (index, name, lowercase MAC)
-type Link = (u32, String, Option<String>);
+struct Link {
+    index: u32,
+    name: String,
+    mac: Option<MacAddr>,
+    /// Enslaved to another link (a VF under its synthetic NIC, a bond member).
+    enslaved: bool,
+}
 
 impl Netlink {
     fn open() -> std::io::Result<Self> {
@@ -489,24 +350,25 @@ impl Netlink {
                 _ => None,
             })
             .map(|l| {
-                let mut name = String::new();
-                let mut mac = None;
+                let mut link = Link {
+                    index: l.header.index,
+                    name: String::new(),
+                    mac: None,
+                    enslaved: false,
+                };
                 for a in &l.attributes {
                     match a {
-                        LinkAttribute::IfName(n) => name = n.clone(),
+                        LinkAttribute::IfName(n) => link.name = n.clone(),
                         LinkAttribute::Address(bytes) if bytes.len() == 6 => {
-                            mac = Some(
-                                bytes
-                                    .iter()
-                                    .map(|b| format!("{b:02x}"))
-                                    .collect::<Vec<_>>()
-                                    .join(":"),
-                            )
+                            let hex: Vec<String> =
+                                bytes.iter().map(|b| format!("{b:02x}")).collect();
+                            link.mac = hex.join(":").parse().ok();
                         }
+                        LinkAttribute::Controller(_) => link.enslaved = true,
                         _ => {}
                     }
                 }
-                (l.header.index, name, mac)
+                link
             })
             .collect())
     }
@@ -542,27 +404,14 @@ impl Netlink {
     }
 
     fn add_route(&mut self, index: u32, route: &RoutePlan) -> std::io::Result<()> {
-        let invalid =
-            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
         let mut msg = RouteMessage::default();
         let mut dst_len = 0;
-        if route.dst != "default" {
-            let (dst, len) = parse_cidr(&route.dst)
-                .or_else(|| {
-                    route
-                        .dst
-                        .parse::<IpAddr>()
-                        .ok()
-                        .map(|ip| (ip, if ip.is_ipv4() { 32 } else { 128 }))
-                })
-                .ok_or_else(|| invalid("destination is not addr/prefix"))?;
-            dst_len = len;
-            msg.attributes.push(RouteAttribute::Destination(dst.into()));
+        if let Some(dst) = route.destination {
+            dst_len = dst.prefix_len();
+            msg.attributes
+                .push(RouteAttribute::Destination(dst.addr().into()));
         }
-        if let Some(gw) = &route.gateway {
-            let gw: IpAddr = gw
-                .parse()
-                .map_err(|_| invalid("gateway is not an IP address"))?;
+        if let Some(gw) = route.gateway {
             match (route.family, gw) {
                 (Family::Inet, IpAddr::V6(v6)) => msg
                     .attributes

@@ -137,6 +137,10 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         memory: Some(memory),
         kernel_cmdline: None,
         guards,
+        network: super::network::plan_network(
+            &facts.network,
+            cloud.map_or(&[][..], |c| c.network.as_slice()),
+        ),
         nix: NixPlan {
             substituters: config.nix.substituters.clone(),
             trusted_public_keys: config.nix.trusted_public_keys.clone(),

@@ -1,11 +1,13 @@
 //! The install plan: facts plus config, decided up front in stage 1 and carried to stage 2.
 //!
-//! `plan.json` in the handoff is this struct. Stage 2 executes it; only the network restore is
-//! still planned again in stage 2 (`install::network`), from the facts the handoff carries.
+//! `plan.json` in the handoff is this struct. Stage 2 executes it and re-plans nothing: the
+//! network it restores and the units the installed system gets come from `network`.
 
 mod build;
 pub mod guard;
 pub mod memory;
+pub mod network;
+pub mod networkd;
 pub mod target;
 
 pub use build::{installer_plan, plan_install, PlanEnv};
@@ -18,7 +20,7 @@ use crate::provider::ProviderKind;
 use crate::refusal::{Guard, Refusal};
 
 /// Schema version of `plan.json`; bump on any incompatible change.
-pub const PLAN_VERSION: u32 = 2;
+pub const PLAN_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
@@ -44,6 +46,8 @@ pub struct Plan {
     /// Kernel command line for the installer; filled once the installer is unpacked.
     pub kernel_cmdline: Option<String>,
     pub guards: Vec<GuardResult>,
+    /// Interfaces, addresses, routes and resolvers, for stage 2 and the installed system.
+    pub network: network::NetworkPlan,
     pub nix: NixPlan,
     pub report: ReportPlan,
     pub ssh_authorized_keys: Vec<String>,

@@ -579,7 +579,6 @@ fn build_payload(
             .collect(),
         webhook_token: config.report.webhook_token.clone(),
     };
-    let network = crate::handoff::NetworkHandoff::from_facts(&facts);
     Ok(Payload {
         authorized_keys: plan.ssh_authorized_keys.clone(),
         host_keys: read_host_keys(&root.join("/etc/ssh")),
@@ -593,7 +592,6 @@ fn build_payload(
         agent: std::path::PathBuf::from("/proc/self/exe"),
         plan,
         facts,
-        network,
         secrets,
     })
 }

@@ -3,7 +3,7 @@
 # 1. The rehearsal tests (tests/install_rehearsal.rs) with Debian's nix-instantiate present,
 #    so the generated wrapper flake and facts module must parse.
 # 2. Network restore for real: a network namespace whose NIC has a different name than in the
-#    handoff (matched by MAC) gets a static IPv4 with an onlink gateway outside its subnet, a
+#    plan's network (matched by MAC) gets a static IPv4 with an onlink gateway outside its subnet, a
 #    static IPv6 with the link-local default gateway fe80::1, an IPv4 route via that IPv6
 #    gateway and MTU 1400; `ip -j` must show them, resolv.conf must hold the handoff's
 #    resolvers, and the wait for the flake's host must succeed through the onlink default
@@ -62,14 +62,29 @@ printf 'nameserver 127.0.0.53\n' >"$work/root/etc/resolv.conf"
 port=18099
 write_handoff() { # FLAKE_URL
     jq -n --arg url "$1" '{
-      version: 2, agent_version: "test", arch: "x86_64", firmware: "bios",
+      version: 3, agent_version: "test", arch: "x86_64", firmware: "bios",
       provider: "digitalocean", instance_id: "netns-1", hostname: "netns",
       target: null, other_disks: [],
       flake: { reference: ($url + "#web"), url: $url, attr: "web" },
       system: null, installer: { url: "file:///x", sha256: null }, kernel_cmdline: null,
       guards: [], nix: { substituters: [], trusted_public_keys: [] },
       report: { webhook_url: null }, ssh_authorized_keys: [], reboot: false,
-      keep_host_keys: false }' >"$work/handoff/plan.json"
+      keep_host_keys: false,
+      network: {
+        # What stage 1 plans from ens3 (static addresses, an onlink IPv4 default outside the
+        # /24, an IPv4 route via the IPv6 link-local gateway, that gateway as IPv6 default; the
+        # kernel prefix route left out) and the metadata (MTU 1400, a second resolver).
+        interfaces: [{
+          mac: "02:00:5e:00:53:02", name: "ens3", driver: null, unmanaged: false, dhcp: false,
+          addresses: ["10.99.0.2/24", "2001:db8:99::2/64"],
+          routes: [
+            { family: "inet", destination: null, gateway: "10.99.1.1", onlink: true, metric: null },
+            { family: "inet", destination: "10.99.6.0/24", gateway: "fe80::1", onlink: false, metric: null },
+            { family: "inet6", destination: null, gateway: "fe80::1", onlink: false, metric: 1024 }
+          ],
+          mtu: 1400 }],
+        nameservers: ["10.99.0.53", "2001:db8:99::53"],
+        search: ["example.internal"] } }' >"$work/handoff/plan.json"
     jq -n '{ version: 1,
       host: { arch: "x86_64", kernel_release: null, firmware: "bios", secure_boot: null,
         lockdown: null, kexec_load_disabled: null, kexec_allowed: true, container: null,
@@ -77,36 +92,6 @@ write_handoff() { # FLAKE_URL
         os: { id: null, version_id: null, pretty_name: null }, systemd: false },
       dmi: {}, disks: [], network: { interfaces: [], routes: [], dns: [], dns_search: [] } }' \
         >"$work/handoff/facts.json"
-    # What stage 1 saw on ens3, plus the cloud metadata's MTU and resolver (DigitalOcean style).
-    cat >"$work/handoff/network.json" <<'EOF'
-{
-  "interfaces": [{
-    "name": "ens3", "index": 2, "mac": "02:00:5e:00:53:02", "driver": "virtio_net",
-    "physical": true, "link_type": "ether", "mtu": 1500, "state": "up",
-    "addresses": [
-      {"family": "inet", "address": "10.99.0.2", "prefix_len": 24, "scope": "global",
-       "dynamic": false, "valid_lifetime": 4294967295, "preferred_lifetime": 4294967295},
-      {"family": "inet6", "address": "2001:db8:99::2", "prefix_len": 64, "scope": "global",
-       "dynamic": false, "valid_lifetime": 4294967295, "preferred_lifetime": 4294967295},
-      {"family": "inet6", "address": "fe80::5eff:fe00:5302", "prefix_len": 64, "scope": "link",
-       "dynamic": false, "valid_lifetime": 4294967295, "preferred_lifetime": 4294967295}
-    ]
-  }],
-  "routes": [
-    {"family": "inet", "dst": "default", "gateway": "10.99.1.1", "gateway_family": null,
-     "dev": "ens3", "onlink": true, "metric": null, "protocol": "static", "scope": null, "table": 254},
-    {"family": "inet", "dst": "10.99.6.0/24", "gateway": "fe80::1", "gateway_family": "inet6",
-     "dev": "ens3", "onlink": false, "metric": null, "protocol": "static", "scope": null, "table": 254},
-    {"family": "inet", "dst": "10.99.0.0/24", "gateway": null, "gateway_family": null,
-     "dev": "ens3", "onlink": false, "metric": null, "protocol": "kernel", "scope": "link", "table": 254},
-    {"family": "inet6", "dst": "default", "gateway": "fe80::1", "gateway_family": null,
-     "dev": "ens3", "onlink": false, "metric": 1024, "protocol": "static", "scope": null, "table": 254}
-  ],
-  "dns": ["10.99.0.53"], "dns_search": ["example.internal"], "dns_source": "resolv.conf",
-  "cloud": [{"mac": "02:00:5e:00:53:02", "name": "ens3", "addresses": [], "routes": [],
-             "dns": ["2001:db8:99::53"], "mtu": 1400, "dhcp4": false, "dhcp6": false}]
-}
-EOF
 }
 
 install_network() {
