@@ -6,11 +6,10 @@
 #   initrd   nixos-lift-handoff copies /nixos-lift (the handoff) to /run/nixos-lift/handoff;
 #            /run survives switch-root. nixos-images' restore-state-from-initrd copies the
 #            ssh/ and *.json files as usual.
-#   stage 2  nixos-lift-network writes the networkd units for the interfaces in the handoff's
-#            facts (MAC match, static addresses, routes, MTU; nixos-images' Python
-#            restore-network is off, see lean.nix) before networkd starts, and the resolvers into
-#            the running systemd-resolved (which starts before sysinit.target, so no ordinary
-#            service can run before it);
+#   stage 2  nixos-lift-network copies the networkd units the agent rendered into the handoff
+#            (networkd/*.network; nixos-images' Python restore-network is off, see lean.nix)
+#            before networkd starts, and its resolved.conf into the running systemd-resolved
+#            (which starts before sysinit.target, so no ordinary service can run before it);
 #            nixos-lift-install runs `nixos-lift install`, preferring the handed-over agent.
 { config, lib, pkgs, ... }:
 let
@@ -21,55 +20,29 @@ let
 
   network = pkgs.writeShellApplication {
     name = "nixos-lift-network";
-    runtimeInputs = [ pkgs.jq pkgs.coreutils pkgs.gawk pkgs.systemd ];
+    runtimeInputs = [ pkgs.coreutils pkgs.gnused pkgs.systemd ];
     text = ''
-      # The network from the handoff's facts: resolvers for systemd-resolved, and one networkd
-      # unit per ethernet interface (what nixos-images' restore-network wrote from addrs.json
-      # and routes-*.json, plus the MTU).
-      facts=${handoff c.factsFile}
-      net=${handoff c.networkFile}
+      # Installs the network stage 1 planned and the agent rendered (src/plan/networkd.rs):
+      # nothing is decided here. Without units or resolvers, DHCP on every NIC is all there is.
+      units=${handoff c.networkdDir}
+      resolved=${handoff c.resolvedFile}
 
-      # Loopback resolvers (127.0.0.53, a local dnsmasq) served the stock image, not this one.
-      dns=$( {
-        jq -r '.network.dns[]?, (.cloud.network // [] | .[].dns[]?)' "$facts"
-        if [ -f "$net" ]; then jq -r '.dns[]?' "$net"; fi
-      } | awk '!/^127\./ && $0 != "::1" && !seen[$0]++' | tr '\n' ' ')
-      if [ -n "''${dns// /}" ]; then
+      if [ -f "$resolved" ]; then
         mkdir -p /run/systemd/resolved.conf.d
-        printf '[Resolve]\nDNS=%s\n' "$dns" > /run/systemd/resolved.conf.d/50-nixos-lift.conf
+        install -m 0644 "$resolved" /run/systemd/resolved.conf.d/50-nixos-lift.conf
         # resolved is already running (it starts before sysinit.target): make it re-read.
         systemctl try-reload-or-restart systemd-resolved.service
-        echo "nixos-lift: resolvers from the handoff: $dns"
+        echo "nixos-lift: resolvers from the handoff: $(sed -n 's/^DNS=//p' "$resolved")"
       else
         echo "nixos-lift: no resolvers in the handoff; relying on DHCP"
       fi
 
-      # 00-<ifname>.network, matched by MAC (kernel names may differ here): DHCP and RA as
-      # before, static addresses, the routes that do not come back by themselves (not kernel,
-      # dhcp or ra) and a non-1500 MTU. Stage 2 adds the same addresses and routes over netlink.
       mkdir -p /etc/systemd/network
-      jq -r '.network as $n | ($n.interfaces // [])[]
-        | select(.link_type == "ether" and .mac != null and .mac != "00:00:00:00:00:00")
-        | . as $i
-        | "\(.name)\t" + ([
-            "[Match]", "MACAddress=\(.mac)",
-            (if .mtu != null and .mtu != 1500 then "[Link]", "MTUBytes=\(.mtu)" else empty end),
-            "[Network]", "DHCP=yes", "IPv6AcceptRA=yes",
-            ((.addresses // [])[] | select(.scope != "link" and .scope != "host" and (.dynamic | not))
-              | "Address=\(.address)/\(.prefix_len)"),
-            (($n.routes // [])[] | select(.dev == $i.name and ((.protocol // "") | IN("kernel", "dhcp", "ra") | not))
-              | "[Route]",
-                (if .dst != "default" then "Destination=\(.dst)"
-                 elif .family == "inet" and .gateway_family == "inet6" then "Destination=0.0.0.0/0"
-                 else empty end),
-                (if .gateway != null then "Gateway=\(.gateway)" else empty end),
-                (if .onlink then "GatewayOnLink=yes" else empty end),
-                (if .metric != null then "Metric=\(.metric)" else empty end))
-          ] | join("\\n"))' "$facts" |
-        while IFS="$(printf '\t')" read -r ifname unit; do
-          printf '%b\n' "$unit" > "/etc/systemd/network/00-$ifname.network"
-          echo "nixos-lift: networkd unit for $ifname"
-        done
+      shopt -s nullglob
+      for unit in "$units"/*.network; do
+        install -m 0644 "$unit" /etc/systemd/network/
+        echo "nixos-lift: networkd unit $(basename "$unit")"
+      done
     '';
   };
 

@@ -6,9 +6,7 @@ let
 
   inherit (builtins)
     all
-    concatLists
     concatStringsSep
-    elem
     filter
     foldl'
     head
@@ -33,15 +31,6 @@ let
   upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
   lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
   toLower = replaceStrings upper lower;
-
-  unique = foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
-
-  # Routes that a DHCP client, the kernel or router advertisements made come back by themselves.
-  automaticProtocols = [ "dhcp" "kernel" "ra" ];
-
-  # Accelerated-networking VFs (Azure): they carry the synthetic NIC's MAC and are driven
-  # through it, so networkd must leave them alone.
-  vfDrivers = [ "mlx4_core" "mlx5_core" "mana" ];
 in
 rec {
   inherit contract;
@@ -59,14 +48,6 @@ rec {
 
   # The Nix system double, e.g. `x86_64-linux`.
   system = facts: "${facts.host.arch}-linux";
-
-  # MACs as networkd matches them: lowercase, colon-separated (Azure publishes `000D3A047598`).
-  normalizeMac = mac:
-    let
-      m = toLower mac;
-      pairs = builtins.genList (i: substring (i * 2) 2 m) 6;
-    in
-    if match "[0-9a-f]{12}" m != null then concatStringsSep ":" pairs else m;
 
   # What stage 2 decided (src/install/compose.rs adds it to the facts.json it writes as
   # `install`): it wins over what the modules would derive, so both agree.
@@ -112,83 +93,18 @@ rec {
       device = if byId != null then byId else chosen.path;
     };
 
-  # Loopback resolvers (systemd-resolved's 127.0.0.53 stub, a local dnsmasq) served the stock
-  # image; the installed system has none of them.
-  isLoopbackResolver = s: match "127\\..*" s != null || s == "::1";
+  # The network stage 1 planned and rendered (src/plan/network.rs, src/plan/networkd.rs),
+  # passed through unchanged: Rust is the only place that decides it. Facts without an
+  # `install` record (`nixos-lift detect`) carry no plan, and the cloud module's DHCP
+  # catch-all covers every NIC.
+  network = facts: let i = installed facts; in if i == null then { } else i.network or { };
 
-  # Resolvers for the installed system: the host's working resolvers, then the cloud's.
-  nameservers = facts:
-    let
-      cloudDns =
-        if (facts.cloud or null) == null then [ ]
-        else concatLists (map (i: i.dns) facts.cloud.network);
-    in
-    filter (s: !isLoopbackResolver s) (unique (facts.network.dns ++ cloudDns));
+  # `systemd.network.networks`: unit name to NixOS value, exactly as rendered.
+  networks = facts: (network facts).networks or { };
 
-  # A networkd [Route] section for one route of facts.network.routes.
-  route = r:
-    let
-      isDefault = r.dst == "default";
-      viaOtherFamily = (r.gateway_family or null) != null && r.gateway_family != r.family;
-    in
-    (if !isDefault then { Destination = r.dst; }
-    else if viaOtherFamily then { Destination = "0.0.0.0/0"; }
-    else { })
-    // (if r.gateway != null then { Gateway = r.gateway; } else { Scope = "link"; })
-    // (if r.onlink then { GatewayOnLink = true; } else { })
-    // (if r.metric != null then { Metric = r.metric; } else { });
-
-  # The static part of each ethernet interface's configuration, keyed by networkd file name.
-  # Everything dynamic (DHCP, RA) is left to the catch-all network of the `cloud` module; what is
-  # here is what a DHCP server would not give back: static addresses and routes, the cloud's
-  # published static configuration, DNS and MTU.
-  networks = facts:
-    let
-      cloudIfaces = if (facts.cloud or null) == null then [ ] else facts.cloud.network;
-      cloudFor = mac: first (filter (c: c.mac != null && normalizeMac c.mac == mac) cloudIfaces);
-      ethernet = filter (i: i.link_type == "ether" && i.mac != null && i.physical) facts.network.interfaces;
-      sharesMac = iface: length (filter (i: normalizeMac i.mac == normalizeMac iface.mac) ethernet) > 1;
-      one = iface:
-        let
-          mac = normalizeMac iface.mac;
-          # Two NICs with one MAC (a VF and its synthetic NIC): the driver tells them apart.
-          shared = sharesMac iface && iface.driver != null;
-          match = { MACAddress = mac; } // (if shared then { Driver = iface.driver; } else { });
-          cloud = cloudFor mac;
-          staticAddrs = map (a: "${a.address}/${toString a.prefix_len}")
-            (filter (a: !a.dynamic && a.scope == "global") iface.addresses);
-          staticRoutes = map route (filter
-            (r: r.dev == iface.name && !(elem r.protocol automaticProtocols))
-            facts.network.routes);
-          cloudRoutes = if cloud == null then [ ] else
-          map
-            (r: (if r.dst == "default" then { } else { Destination = r.dst; })
-              // { Gateway = r.gateway; }
-              // (if r.onlink then { GatewayOnLink = true; } else { }))
-            cloud.routes;
-          mtu = if cloud != null && cloud.mtu != null then cloud.mtu else iface.mtu;
-          address = unique (staticAddrs ++ (if cloud == null then [ ] else cloud.addresses));
-          routes = unique (staticRoutes ++ cloudRoutes);
-          dns = if cloud == null then [ ] else cloud.dns;
-        in
-        {
-          name = "10-nixos-lift-${iface.name}";
-          value =
-            if shared && elem iface.driver vfDrivers then {
-              matchConfig = match;
-              linkConfig.Unmanaged = true;
-            } else
-              ({
-                matchConfig = match;
-                networkConfig = { DHCP = "yes"; IPv6AcceptRA = true; };
-              }
-              // (if address != [ ] then { inherit address; } else { })
-              // (if routes != [ ] then { inherit routes; } else { })
-              // (if dns != [ ] then { inherit dns; } else { })
-              // (if mtu != 1500 then { linkConfig.MTUBytes = toString mtu; } else { }));
-        };
-    in
-    listToAttrs (map one ethernet);
+  # Resolvers and search domains for the installed system (never a loopback stub).
+  nameservers = facts: (network facts).nameservers or [ ];
+  search = facts: (network facts).search or [ ];
 
   # Everything the `facts` module sets, from one facts value.
   fromFacts = facts: {
@@ -198,6 +114,7 @@ rec {
     disk = targetDisk facts;
     networks = networks facts;
     nameservers = nameservers facts;
+    search = search facts;
     firmware = facts.host.firmware;
     provider = if (facts.cloud or null) == null then null else facts.cloud.provider;
   };

@@ -46,10 +46,11 @@ in
       # found whichever cloud the disk ends up on (the list is shared with the installer).
       boot.initrd.availableKernelModules = import ../lib/cloud-drivers.nix { inherit x86; };
 
-      # systemd-networkd: DHCP and RA on every physical ethernet; the facts module adds static
-      # config per interface in 10-nixos-lift-<if> files, which networkd prefers (first match
-      # wins). `Kind = "!*"`, as in nixpkgs' own catch-all, leaves out virtual interfaces
-      # (veth, bridges, VLANs), which are Type=ether too but have a kind.
+      # systemd-networkd: DHCP and RA on every physical ethernet. The facts module adds the
+      # units stage 1 planned, 10-nixos-lift-<mac>[-<driver>], which networkd prefers (first
+      # match wins); this catch-all covers NICs without one (no facts, or a NIC added later).
+      # `Kind = "!*"`, as in nixpkgs' own catch-all, leaves out virtual interfaces (veth,
+      # bridges, VLANs), which are Type=ether too but have a kind.
       networking.useNetworkd = true;
       networking.useDHCP = mkDefault false;
       systemd.network.enable = true;

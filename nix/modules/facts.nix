@@ -1,6 +1,7 @@
 # facts: `nixos-lift.facts` holds the facts.json that stage 2 writes (schema: src/facts.rs), and
-# sets host name, root's SSH keys, static network, DNS and the target disk from it, each with
-# mkDefault so the flake's own values win.
+# sets host name, root's SSH keys, the network and the target disk from it, each with mkDefault
+# so the flake's own values win. The network units and resolvers are the ones stage 1 planned
+# and rendered (`install.network`), passed through unchanged.
 #
 # Stage 2 fills it by adding a module that sets `nixos-lift.factsFile`; a flake can also commit
 # a facts.json and point `nixos-lift.factsFile` at it. A system prebuilt for fleet mode has no
@@ -97,6 +98,7 @@ in
       users.users.root.openssh.authorizedKeys.keys = mkDefault derived.sshKeys;
       systemd.network.networks = lib.mapAttrs (_: mkDefault) derived.networks;
       networking.nameservers = mkDefault derived.nameservers;
+      networking.search = mkDefault derived.search;
       nixos-lift.disk.device = mkIf (derived.disk != null) (mkDefault derived.disk.device);
     })
   ];

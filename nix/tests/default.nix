@@ -6,8 +6,12 @@ let
   system = pkgs.stdenv.hostPlatform.system;
   arch = lib.head (lib.splitString "-" system);
   helpers = self.lib;
-  sampleFile = ./facts-sample.json;
-  sample = helpers.fromFacts (helpers.readFacts sampleFile);
+  # facts.json as stage 2 writes it: the sample with its `install` record, whose `network` is
+  # the agent's rendering of the sample (tests/nix/eval/network-script.sh compares them).
+  installed = lib.importJSON ./facts-sample.json // { install = lib.importJSON ./install-sample.json; };
+  sampleFile = builtins.toFile "facts.json" (builtins.toJSON installed);
+  sample = helpers.fromFacts (helpers.checkFacts installed);
+  planned = lib.filterAttrs (n: _: lib.hasPrefix "10-nixos-lift-" n);
 
   # Fail evaluation, naming every expectation that does not hold.
   expect = name: checks:
@@ -37,7 +41,12 @@ let
       grubDevice = if bios then config.boot.loader.grub.devices == [ sample.disk.device ] else config.boot.loader.grub.devices == [ "nodev" ];
       hostName = config.networking.hostName == sample.hostName;
       rootKeys = config.users.users.root.openssh.authorizedKeys.keys == sample.sshKeys;
-      networks = lib.all (n: config.systemd.network.networks ? ${n}) (lib.attrNames sample.networks);
+      # The agent's units, unchanged (the keys it wrote compare whole).
+      networks = sample.networks != { }
+        && lib.attrNames (planned config.systemd.network.networks) == lib.attrNames sample.networks
+        && lib.all (n: lib.getAttrs (lib.attrNames sample.networks.${n}) config.systemd.network.networks.${n} == sample.networks.${n})
+        (lib.attrNames sample.networks);
+      nameservers = config.networking.nameservers == sample.nameservers;
       serialLast = helpers.serialConsoleLast config.boot.kernelParams;
       sshKeyOnly = !config.services.openssh.settings.PasswordAuthentication;
     };
@@ -59,6 +68,7 @@ in
   "eval-cloud-${arch}-without-facts" = expect "cloud-${arch}-without-facts" {
     toplevel = evaluates self.nixosConfigurations."cloud-${arch}".config;
     noDisk = self.nixosConfigurations."cloud-${arch}".config.nixos-lift.disk.device == helpers.unsetDisk;
+    noPlannedNetwork = planned self.nixosConfigurations."cloud-${arch}".config.systemd.network.networks == { };
   };
   "eval-installer-${arch}" = expect "installer-${arch}" {
     serialLast = helpers.serialConsoleLast installer.manifest.kernel_params;

@@ -43,6 +43,50 @@ let
     kernelParams = x86Params;
   };
 
+  # Observed facts with a static address, a static route and a loopback resolver, as
+  # `nixos-lift detect` writes them (no `install`).
+  detected = {
+    version = 1;
+    host = { arch = "x86_64"; firmware = "bios"; };
+    disks = [ ];
+    network = {
+      interfaces = [{
+        name = "eth0";
+        mac = "2a:35:8c:91:4e:07";
+        driver = "virtio_net";
+        physical = true;
+        link_type = "ether";
+        mtu = 9000;
+        addresses = [{ family = "inet"; address = "203.0.113.17"; prefix_len = 20; scope = "global"; dynamic = false; }];
+      }];
+      routes = [{ family = "inet"; dst = "default"; gateway = "203.0.113.1"; gateway_family = null; dev = "eth0"; onlink = false; metric = null; protocol = "static"; }];
+      dns = [ "127.0.0.53" "192.0.2.53" ];
+    };
+    cloud = null;
+  };
+  # facts.json's `install.network` in the shape the agent writes it (the contract's example).
+  network = {
+    networks = {
+      "10-nixos-lift-2a358c914e07" = {
+        matchConfig.MACAddress = "2a:35:8c:91:4e:07";
+        linkConfig.MTUBytes = "9000";
+        networkConfig = { DHCP = "yes"; IPv6AcceptRA = true; };
+        address = [ "203.0.113.17/20" "2001:db8:800::1a/64" ];
+        routes = [
+          { Gateway = "203.0.113.1"; }
+          { Gateway = "2001:db8:800::1"; Metric = 1024; }
+          { Destination = "0.0.0.0/0"; Gateway = "fe80::1"; GatewayOnLink = true; }
+        ];
+      };
+      "10-nixos-lift-000d3a047598-mlx5_core" = {
+        matchConfig = { MACAddress = "00:0d:3a:04:75:98"; Driver = "mlx5_core"; };
+        linkConfig.Unmanaged = true;
+      };
+    };
+    nameservers = [ "192.0.2.53" "2001:db8:10::53" ];
+    search = [ "corp.example" ];
+  };
+
   checks = {
     lvmSizes = h.lvmSizes default == {
       root = { size = "70%VG"; priority = 100; };
@@ -68,9 +112,6 @@ let
     serialFirstIsWrong = !h.serialConsoleLast [ "console=ttyS0,115200" "console=tty0" ];
     noConsole = !h.serialConsoleLast [ "quiet" ];
     consoles = h.consoles armParams == [ "tty0" "ttyAMA0,115200" "ttyS0,115200" ];
-
-    azureMac = h.normalizeMac "000D3A047598" == "00:0d:3a:04:75:98";
-    plainMac = h.normalizeMac "2A:35:8C:91:4E:07" == "2a:35:8c:91:4e:07";
 
     manifestCmdline = m.cmdline == "init=/nix/store/xxx-nixos-system/init console=tty0 console=ttyS0,115200 nouveau.modeset=0 zswap.enabled=1";
     manifestPaths = [ m.kernel m.initrd m.kexec ] == [ "kexec/bzImage" "kexec/initrd" "kexec/kexec" ];
@@ -100,6 +141,15 @@ let
       && d.disk == { device = "/dev/disk/by-id/virtio-root"; path = "/dev/vda"; }
       && d.sshKeys == facts.install.authorized_keys
       && h.hostName (builtins.removeAttrs facts [ "install" ]) == "from-metadata";
+
+    # The network is Rust's plan (src/plan/networkd.rs), passed through unchanged; facts
+    # without it (`nixos-lift detect`) give nothing, whatever the stock image had.
+    networkPassedThrough =
+      let d = h.fromFacts (detected // { install.network = network; });
+      in d.networks == network.networks && d.nameservers == network.nameservers && d.search == network.search;
+    noPlanNoNetwork =
+      let d = h.fromFacts detected;
+      in d.networks == { } && d.nameservers == [ ] && d.search == [ ];
   };
   failed = builtins.filter (n: !checks.${n}) (builtins.attrNames checks);
 in

@@ -5,7 +5,7 @@
 let
   h = import ./. { inherit nixpkgsLib disko nixosImages wrapper; };
   inherit (h) lib helpers sampleFile;
-  inherit (lib) all any attrNames attrValues elem filter hasInfix optional;
+  inherit (lib) all any attrNames attrValues elem filter hasInfix hasPrefix optional;
 
   # Names of the checks that are false or throw.
   failing = checks: attrNames (lib.filterAttrs
@@ -18,7 +18,18 @@ let
   flat = text: lib.concatStringsSep " " (filter (s: builtins.isString s && s != "") (builtins.split "[[:space:]\\\\]+" text));
 
   sample = helpers.readFacts sampleFile;
-  want = helpers.fromFacts sample;
+  # What stage 2 writes: the sample with its `install` record (and so the network plan).
+  installed = sample // { install = lib.importJSON h.installFile; };
+  installedFile = builtins.toFile "facts.json" (builtins.toJSON installed);
+  want = helpers.fromFacts installed;
+
+  # The networkd units the agent planned (src/plan/networkd.rs names them), by name.
+  plannedUnits = lib.filterAttrs (n: _: hasPrefix "10-nixos-lift-" n);
+  # Each rendered unit is in the configuration with exactly the rendered values: the keys the
+  # agent wrote compare whole (the stand-in options add their defaults beside them).
+  passedThrough = rendered: networks:
+    attrNames (plannedUnits networks) == attrNames rendered
+    && all (n: lib.getAttrs (attrNames rendered.${n}) networks.${n} == rendered.${n}) (attrNames rendered);
 
   systems = [ "x86_64-linux" "aarch64-linux" ];
   layouts = [ "basic" "lvm" ];
@@ -28,7 +39,7 @@ let
       x86 = system == "x86_64-linux";
       c = (h.host {
         inherit system layout;
-        modules = optional withFacts { nixos-lift.factsFile = sampleFile; };
+        modules = optional withFacts { nixos-lift.factsFile = installedFile; };
       }).config;
       device = if withFacts then want.disk.device else helpers.unsetDisk;
       parts = c.disko.devices.disk.main.content.partitions;
@@ -100,10 +111,12 @@ let
       hostName = c.networking.hostName == want.hostName;
       rootKeys = c.users.users.root.openssh.authorizedKeys.keys == want.sshKeys && want.sshKeys != [ ];
       nameservers = c.networking.nameservers == want.nameservers && want.nameservers != [ ];
-      factsNetworks = want.networks != { } && all (n: networks ? ${n} && networks.${n} == lib.recursiveUpdate networks.${n} want.networks.${n}) (attrNames want.networks);
+      search = c.networking.search == want.search;
+      factsNetworks = want.networks != { } && passedThrough want.networks networks;
       provider = c.nixos-lift.cloud.provider == want.provider;
     } else {
       noHostName = c.networking.hostName == "nixos";
+      noPlannedNetwork = plannedUnits networks == { } && c.networking.nameservers == [ ];
       noKeys = lib.attrByPath [ "root" "openssh" "authorizedKeys" "keys" ] [ ] c.users.users == [ ];
       warnsAboutTheDisk = any (hasInfix "no target disk") c.warnings;
     });
@@ -136,7 +149,8 @@ let
   # it): each override evaluates and takes effect.
   overrides =
     let
-      override = system: module: (h.host { inherit system; layout = "basic"; modules = [{ nixos-lift.factsFile = sampleFile; } module]; }).config;
+      override = system: module: (h.host { inherit system; layout = "basic"; modules = [{ nixos-lift.factsFile = installedFile; } module]; }).config;
+      unit = "10-nixos-lift-2a358c914e07";
       wins = system: module: get: value:
         let c = override system module; in failedAssertions c == [ ] && get c == value;
     in
@@ -158,6 +172,10 @@ let
       aarch64GrubDevice = wins "aarch64-linux" { boot.loader.grub.device = "/dev/disk/by-id/own"; }
         (c: c.boot.loader.grub.devices) [ "/dev/disk/by-id/own" ];
       hostName = wins "x86_64-linux" { networking.hostName = "own"; } (c: c.networking.hostName) "own";
+      # A unit of one's own under the planned name replaces the planned one whole.
+      ownNetworkUnit = wins "x86_64-linux" { systemd.network.networks.${unit}.networkConfig.DHCP = "yes"; }
+        (c: with c.systemd.network.networks.${unit}; [ networkConfig address ]) [{ DHCP = "yes"; } [ ]];
+      nameservers = wins "x86_64-linux" { networking.nameservers = [ "192.0.2.1" ]; } (c: c.networking.nameservers) [ "192.0.2.1" ];
     };
 
   # A system prebuilt for fleet mode reads root's keys and the host name from the files stage
@@ -179,15 +197,59 @@ let
     };
 
   # Loopback resolvers (systemd-resolved's stub, dnsmasq) describe the stock image, not a
-  # server the installed system can use.
+  # server the installed system can use. The agent's plan leaves them out; the modules take
+  # the plan's resolvers as they are and never the observed ones, which only the facts of
+  # `nixos-lift detect` (no plan) would offer.
   loopbackResolvers =
     let
-      facts = lib.recursiveUpdate sample { network.dns = [ "127.0.0.53" ] ++ sample.network.dns ++ [ "127.0.1.1" ]; };
-      c = (h.host { system = "x86_64-linux"; layout = "basic"; modules = [{ nixos-lift.facts = facts; }]; }).config;
+      observed = f: lib.recursiveUpdate f { network.dns = [ "127.0.0.53" ] ++ sample.network.dns ++ [ "127.0.1.1" ]; };
+      eval = facts: (h.host { system = "x86_64-linux"; layout = "basic"; modules = [{ nixos-lift.facts = facts; }]; }).config;
+      planned = eval (observed installed);
+      detected = eval (observed sample);
     in
     failing {
-      filtered = !(any (lib.hasPrefix "127.") c.networking.nameservers);
-      othersKept = all (s: elem s c.networking.nameservers) (filter (s: !(lib.hasPrefix "127." s)) sample.network.dns);
+      planOnly = planned.networking.nameservers == installed.install.network.nameservers;
+      noneWithoutPlan = detected.networking.nameservers == [ ] && plannedUnits detected.systemd.network.networks == { };
+    };
+
+  # The contract's example plan (every key the agent may write: an MTU, an IPv4 default via an
+  # IPv6 gateway on-link, an Azure VF left unmanaged, search domains) reaches the configuration
+  # unchanged, through nixpkgs' types for these options.
+  networkPlan =
+    let
+      network = {
+        networks = {
+          "10-nixos-lift-2a358c914e07" = {
+            matchConfig.MACAddress = "2a:35:8c:91:4e:07";
+            linkConfig.MTUBytes = "9000";
+            networkConfig = { DHCP = "yes"; IPv6AcceptRA = true; };
+            address = [ "203.0.113.17/20" "2001:db8:800::1a/64" ];
+            routes = [
+              { Gateway = "203.0.113.1"; }
+              { Gateway = "2001:db8:800::1"; Metric = 1024; }
+              { Destination = "0.0.0.0/0"; Gateway = "fe80::1"; GatewayOnLink = true; }
+            ];
+          };
+          "10-nixos-lift-000d3a047598-mlx5_core" = {
+            matchConfig = { MACAddress = "00:0d:3a:04:75:98"; Driver = "mlx5_core"; };
+            linkConfig.Unmanaged = true;
+          };
+        };
+        nameservers = [ "192.0.2.53" "2001:db8:10::53" ];
+        search = [ "corp.example" ];
+      };
+      c = (h.host {
+        system = "x86_64-linux";
+        layout = "basic";
+        modules = [{ nixos-lift.facts = installed // { install = installed.install // { inherit network; }; }; }];
+      }).config;
+    in
+    failing {
+      assertionsHold = failedAssertions c == [ ];
+      units = passedThrough network.networks c.systemd.network.networks;
+      nameservers = c.networking.nameservers == network.nameservers;
+      search = c.networking.search == network.search;
+      catchAllKept = c.systemd.network.networks ? "99-nixos-lift-ethernet";
     };
 
   # The day-2 pull (nix/modules/update.nix): idle without `install.update` in the facts; with
@@ -332,21 +394,31 @@ let
 
   # The module stage 2 generates. With the facts module present it leaves host name, keys,
   # networks and resolvers to it, so nothing is set twice (lists would concatenate, and a
-  # second unit for one MAC would shadow the first); without it, it sets them itself.
+  # second unit for one MAC would shadow the first); without it, it sets them itself. Either
+  # way the network is the agent's rendering in facts.json, unchanged.
   wrapped = withModules:
     let
       c = (h.wrapped { system = "x86_64-linux"; inherit withModules; }).config;
       facts = builtins.fromJSON (builtins.readFile "${wrapper}/facts.json");
+      rendered = facts.install.network;
       keys = c.users.users.root.openssh.authorizedKeys.keys;
       networks = attrValues c.systemd.network.networks;
       macs = lib.concatMap (n: lib.toList (n.matchConfig.MACAddress or [ ])) networks;
+      # Counted from the observed interfaces, not from the plan: every physical ethernet NIC
+      # (a VF and its synthetic NIC are two) has its unit, and nothing else has one.
+      physicalEthernet = filter (i: i.link_type == "ether" && i.physical && i.mac != null && i.mac != "00:00:00:00:00:00")
+        facts.network.interfaces;
     in
     failing {
       assertionsHold = failedAssertions c == [ ];
       hostName = c.networking.hostName == facts.install.hostname;
       rootKeysOnce = keys == facts.install.authorized_keys;
-      nameserversOnce = c.networking.nameservers == lib.unique c.networking.nameservers && c.networking.nameservers != [ ];
+      nameserversOnce = c.networking.nameservers == rendered.nameservers && rendered.nameservers != [ ];
+      search = c.networking.search == rendered.search;
       oneNetworkPerMac = macs == lib.unique (map lib.toLower macs) && macs != [ ];
+      oneUnitPerPhysicalEthernet = physicalEthernet != [ ]
+        && lib.length (attrNames (plannedUnits c.systemd.network.networks)) == lib.length physicalEthernet;
+      renderedUnits = passedThrough rendered.networks c.systemd.network.networks;
       staticAddressKept = elem "203.0.113.10/20" (lib.concatMap (n: n.address) networks);
       diskDevice = c.disko.devices.disk.main.device == facts.install.disk_device;
       efiRemovable = c.boot.loader.grub.efiInstallAsRemovable;
@@ -354,7 +426,7 @@ let
 in
 cases // {
   rootFormats = lib.concatLists (lib.mapAttrsToList (f: fails: map (x: "${f}.${x}") fails) rootFormats);
-  inherit overrides loopbackResolvers fleet update;
+  inherit overrides loopbackResolvers networkPlan fleet update;
   installer-x86_64 = installer.x86_64-linux;
   installer-aarch64 = installer.aarch64-linux;
 } // lib.optionalAttrs (wrapper != null) {

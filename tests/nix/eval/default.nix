@@ -39,6 +39,9 @@ in
   pkgs = import ./pkgs.nix { inherit lib; system = "x86_64-linux"; };
   helpers = import (repo + "/nix/lib");
   sampleFile = repo + "/nix/tests/facts-sample.json";
+  # The sample as stage 2 writes it: with the `install` record, whose `network` is what the
+  # agent renders for the sample (tests/nix/eval/network-script.sh compares the two).
+  installFile = repo + "/nix/tests/install-sample.json";
 
   # host { system, layout, modules }: a configuration the way nixosConfigurations builds it.
   host = { system, layout, modules ? [ ] }: evalFor system (layoutModules layout ++ modules);

@@ -170,6 +170,7 @@ in
       useNetworkd = bool;
       useDHCP = opt types.bool true;
       nameservers = strs;
+      search = strs;
       networkmanager.enable = bool;
       wireless.enable = bool;
       firewall = {

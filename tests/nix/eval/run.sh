@@ -36,6 +36,13 @@ NIXOS_LIFT_WRAPPER_OUT="$work/wrapper" cargo test --quiet --test install_rehears
     { echo "eval: the install rehearsal did not produce the generated module" >&2; exit 1; }
 args+=(--argstr wrapper "$work/wrapper")
 
+# nix/lib on facts.json as stage 2 writes it (with `install` and its network plan): the one
+# the rehearsal wrote, and the sample with nix/tests/install-sample.json.
+bash "$repo/tests/nix/check-helpers.sh" "$work/wrapper/facts.json" rehearsal-install
+jq -s '.[0] + { install: .[1] }' "$repo/nix/tests/facts-sample.json" "$repo/nix/tests/install-sample.json" \
+    > "$work/facts-sample-installed.json"
+bash "$repo/tests/nix/check-helpers.sh" "$work/facts-sample-installed.json" facts-sample-installed
+
 # evaluate EXPR-FILE ARGS...: nix-instantiate --eval, its error shown on failure.
 evaluate() {
     nix26 nix-instantiate --eval --strict --json --read-write-mode "$@" 2>"$work/eval.log" ||
