@@ -270,8 +270,12 @@ fn gnu_cpio_extracts_with_modes() {
     // The extracted tree is what the installer fixture sees: check it in place.
     let report = check_dir(&out.join("nixos-lift")).unwrap();
     assert!(report.ok, "{:?}", report.problems);
-    let addrs = std::fs::read_to_string(out.join("addrs.json")).unwrap();
-    assert_eq!(addrs.trim(), "[]");
+    // nixos-images' `ip -j addr` shape, from the sample's interfaces.
+    let addrs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("addrs.json")).unwrap()).unwrap();
+    assert_eq!(addrs[1]["ifname"], "eth0");
+    assert_eq!(addrs[1]["address"], "2a:35:8c:91:4e:07");
+    assert_eq!(addrs[1]["addr_info"][0]["local"], "203.0.113.17");
 
     // And through the CLI, as the fixture runs it.
     let cli = Command::cargo_bin("nixos-lift")
