@@ -204,6 +204,14 @@ check_digitalocean-static() {
     expect "the static link-local, public and anchor addresses are up after stage 2" \
         '^installer-fixture: network after stage 2: .*eth0=169\.254\.0\.77/16.*eth0=188\.166\.1\.2/18.*eth0=10\.18\.0\.5/16'
     expect_not "no DHCP in the installer" '^nixos-lift: network: .*udhcpc'
+    expect "stage 1 rendered the NIC's networkd unit: by MAC, no DHCP, its static addresses" \
+        '^installer-fixture: networkd unit 10-nixos-lift-7a9ea4000001\.network: \[Match\] MACAddress=7a:9e:a4:00:00:01 \[Network\] DHCP=no IPv6AcceptRA=yes Address=169\.254\.0\.77/16 Address=188\.166\.1\.2/18 Address=10\.18\.0\.5/16 '
+    # The metadata's private NIC is not on this VM; its unit is planned anyway and matches nothing.
+    expect "and one for the private NIC the metadata publishes" \
+        '^installer-fixture: networkd unit 10-nixos-lift-7a9ea4000002\.network: \[Match\] MACAddress=7a:9e:a4:00:00:02 \[Network\] DHCP=no IPv6AcceptRA=yes Address=10\.110\.0\.2/20 $'
+    local units
+    units=$(grep -c '^installer-fixture: networkd unit ' "$RUN/console.log" || true)
+    if [ "$units" = 2 ]; then pass "no other unit"; else fail "no other unit (found $units)"; fi
     expect "DNS reached the installer" '^installer-fixture: check: .*67\.207\.67\.2'
     expect "stage 2 wrote the droplet's resolvers" '^nixos-lift: network: resolvers 67\.207\.67\.2 67\.207\.67\.3'
     expect_stage2_done cloud-x86_64
