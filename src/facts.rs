@@ -6,6 +6,9 @@
 //! This module is a leaf: host inspection (`host`) and cloud identification (`provider`) fill
 //! these types, and nothing here reaches back into them.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Schema version of `facts.json`; bump on any incompatible change.
@@ -140,7 +143,7 @@ pub struct NetworkFacts {
     pub interfaces: Vec<Interface>,
     pub routes: Vec<Route>,
     /// Resolver addresses that actually answer queries (never the 127.0.0.53 stub).
-    pub dns: Vec<String>,
+    pub dns: Vec<IpAddr>,
     pub dns_search: Vec<String>,
     /// Where `dns` came from: `resolv.conf`, `systemd-resolved`, or `network-state` (fixture).
     pub dns_source: Option<String>,
@@ -150,7 +153,7 @@ pub struct NetworkFacts {
 pub struct Interface {
     pub name: String,
     pub index: u32,
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     pub driver: Option<String>,
     /// Backed by a device (has `/sys/class/net/<if>/device`), as opposed to veth, bridge, dummy, ...
     pub physical: bool,
@@ -172,7 +175,7 @@ pub enum Family {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Address {
     pub family: Family,
-    pub address: String,
+    pub address: IpAddr,
     pub prefix_len: u8,
     /// `global`, `link`, `host`, ...
     pub scope: String,
@@ -186,9 +189,8 @@ pub struct Address {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Route {
     pub family: Family,
-    /// `default` or `prefix/len`.
-    pub dst: String,
-    pub gateway: Option<String>,
+    pub dst: Destination,
+    pub gateway: Option<IpAddr>,
     /// Family of the gateway when it differs from the route's (IPv4 via an IPv6 gateway).
     pub gateway_family: Option<Family>,
     pub dev: Option<String>,
@@ -199,6 +201,17 @@ pub struct Route {
     pub scope: Option<String>,
     pub table: Option<u32>,
 }
+
+/// Drivers of SR-IOV virtual functions. On Azure (accelerated networking) a VF carries its
+/// synthetic NIC's MAC and is driven through it, so nothing may configure it.
+pub const VF_DRIVERS: [&str; 6] = [
+    "mlx4_core",
+    "mlx4_en",
+    "mlx5_core",
+    "mana",
+    "ixgbevf",
+    "iavf",
+];
 
 /// The single list of clouds nixos-lift knows. It drives the CLI, the config, JSON and docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -274,23 +287,137 @@ pub struct CloudFacts {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CloudInterface {
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     /// Local interface name when matched by MAC.
     pub name: Option<String>,
-    /// `addr/prefix`, IPv4 or IPv6.
-    pub addresses: Vec<String>,
+    /// Address with prefix length, IPv4 or IPv6.
+    pub addresses: Vec<IpNet>,
     pub routes: Vec<CloudRoute>,
-    pub dns: Vec<String>,
+    pub dns: Vec<IpAddr>,
     pub mtu: Option<u32>,
     /// Whether the provider serves DHCP on this interface.
     pub dhcp4: Option<bool>,
     pub dhcp6: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CloudRoute {
-    /// `default` or `prefix/len`.
-    pub dst: String,
-    pub gateway: String,
+    pub dst: Destination,
+    pub gateway: IpAddr,
     pub onlink: bool,
+}
+
+/// A route's destination: `default`, or a prefix (`ip` prints a host route without `/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Destination {
+    Default,
+    Prefix(IpNet),
+}
+
+impl Destination {
+    /// The prefix; `None` for the default route.
+    pub fn prefix(self) -> Option<IpNet> {
+        match self {
+            Self::Default => None,
+            Self::Prefix(net) => Some(net),
+        }
+    }
+}
+
+impl std::str::FromStr for Destination {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "default" {
+            return Ok(Self::Default);
+        }
+        s.parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+            .map(Self::Prefix)
+            .map_err(|_| format!("{s:?} is not `default` or a prefix"))
+    }
+}
+
+impl TryFrom<String> for Destination {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Destination> for String {
+    fn from(d: Destination) -> String {
+        d.to_string()
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Prefix(net) => net.fmt(f),
+        }
+    }
+}
+
+/// A link-layer address as networkd matches it: lowercase hex pairs joined by colons (6 bytes
+/// for ethernet; tunnels and InfiniBand have other lengths). Accepts Azure's bare
+/// `000D3A047598` form too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MacAddr(String);
+
+impl MacAddr {
+    /// The all-zero address of loopback and some virtual links.
+    pub fn is_zero(&self) -> bool {
+        self.0.bytes().all(|b| b == b'0' || b == b':')
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Without colons, for file names.
+    pub fn compact(&self) -> String {
+        self.0.replace(':', "")
+    }
+}
+
+impl TryFrom<String> for MacAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<MacAddr> for String {
+    fn from(m: MacAddr) -> String {
+        m.0
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        let hex = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit());
+        let pairs: Vec<String> = if lower.contains(':') || lower.contains('-') {
+            lower.split([':', '-']).map(str::to_string).collect()
+        } else {
+            (0..lower.len() / 2)
+                .map(|i| lower.get(2 * i..2 * i + 2).unwrap_or_default().to_string())
+                .collect()
+        };
+        let whole = pairs.len() * 2 == lower.replace([':', '-'], "").len();
+        if pairs.is_empty() || pairs.len() > 32 || !whole || !pairs.iter().all(|p| hex(p)) {
+            return Err(format!("{s:?} is not a link-layer address"));
+        }
+        Ok(Self(pairs.join(":")))
+    }
+}
+
+impl std::fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }

@@ -132,7 +132,7 @@ mod tests {
         Interface {
             name: "eth0".into(),
             index: 2,
-            mac: Some("52:54:00:12:34:56".into()),
+            mac: Some("52:54:00:12:34:56".parse().unwrap()),
             driver: Some("virtio_net".into()),
             physical: true,
             link_type: "ether".into(),
@@ -141,7 +141,7 @@ mod tests {
             addresses: vec![
                 Address {
                     family: Family::Inet,
-                    address: "203.0.113.10".into(),
+                    address: "203.0.113.10".parse().unwrap(),
                     prefix_len: 24,
                     scope: "global".into(),
                     dynamic: false,
@@ -150,7 +150,7 @@ mod tests {
                 },
                 Address {
                     family: Family::Inet6,
-                    address: "2001:db8::10".into(),
+                    address: "2001:db8::10".parse().unwrap(),
                     prefix_len: 64,
                     scope: "global".into(),
                     dynamic: true,
@@ -164,8 +164,8 @@ mod tests {
     fn route(family: Family, dst: &str, gw: Option<&str>) -> Route {
         Route {
             family,
-            dst: dst.into(),
-            gateway: gw.map(Into::into),
+            dst: dst.parse().unwrap(),
+            gateway: gw.map(|g| g.parse().unwrap()),
             gateway_family: None,
             dev: Some("eth0".into()),
             onlink: false,

@@ -14,8 +14,10 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+use ipnet::IpNet;
+
 use super::SysRoot;
-use crate::facts::{Address, Family, Interface, NetworkFacts, Route};
+use crate::facts::{Address, Destination, Family, Interface, NetworkFacts, Route};
 
 /// The main routing table; `local` (255) holds the kernel's own addresses and is left out,
 /// as `ip route` does.
@@ -133,7 +135,9 @@ fn interface(root: &SysRoot, link: &LinkMessage) -> Interface {
     for attr in &link.attributes {
         match attr {
             LinkAttribute::IfName(name) => iface.name = name.clone(),
-            LinkAttribute::Address(mac) if !mac.is_empty() => iface.mac = Some(mac_string(mac)),
+            LinkAttribute::Address(mac) if !mac.is_empty() => {
+                iface.mac = mac_string(mac).parse().ok()
+            }
             LinkAttribute::Mtu(mtu) => iface.mtu = *mtu,
             LinkAttribute::OperState(state) => {
                 iface.state = format!("{state:?}").to_ascii_lowercase()
@@ -168,7 +172,7 @@ fn address(msg: &AddressMessage) -> Option<Address> {
     let ip: IpAddr = local.or(address)?;
     Some(Address {
         family,
-        address: ip.to_string(),
+        address: ip,
         prefix_len: msg.header.prefix_len,
         scope: scope_name(u8::from(msg.header.scope)),
         // `ip` prints `dynamic` for every address the kernel does not hold as permanent:
@@ -187,7 +191,7 @@ fn route(msg: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<Route> {
     let family = family(header.address_family)?;
     let mut route = Route {
         family,
-        dst: "default".to_string(),
+        dst: Destination::Default,
         gateway: None,
         gateway_family: None,
         dev: None,
@@ -200,18 +204,20 @@ fn route(msg: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<Route> {
     for attr in &msg.attributes {
         match attr {
             RouteAttribute::Destination(dst) => {
-                if let Some(ip) = route_ip(dst) {
-                    route.dst = format!("{ip}/{}", header.destination_prefix_length);
+                if let Some(net) = route_ip(dst)
+                    .and_then(|ip| IpNet::new(ip, header.destination_prefix_length).ok())
+                {
+                    route.dst = Destination::Prefix(net);
                 }
             }
-            RouteAttribute::Gateway(gw) => route.gateway = route_ip(gw).map(|ip| ip.to_string()),
+            RouteAttribute::Gateway(gw) => route.gateway = route_ip(gw),
             // IPv4 via an IPv6 next hop (RFC 5549), as `ip route add ... via inet6 fe80::1`.
             RouteAttribute::Via(RouteVia::Inet6(ip)) => {
-                route.gateway = Some(ip.to_string());
+                route.gateway = Some(IpAddr::V6(*ip));
                 route.gateway_family = Some(Family::Inet6);
             }
             RouteAttribute::Via(RouteVia::Inet(ip)) => {
-                route.gateway = Some(ip.to_string());
+                route.gateway = Some(IpAddr::V4(*ip));
                 route.gateway_family = Some(Family::Inet);
             }
             RouteAttribute::Oif(index) => route.dev = names.get(index).cloned(),
@@ -221,7 +227,8 @@ fn route(msg: &RouteMessage, names: &BTreeMap<u32, String>) -> Option<Route> {
         }
     }
     // IPv6 multicast and link-local routes clutter the main table without saying anything.
-    let noise = route.dst == "ff00::/8" || route.table == Some(RT_TABLE_LOCAL);
+    let multicast = matches!(route.dst, Destination::Prefix(net) if net.to_string() == "ff00::/8");
+    let noise = multicast || route.table == Some(RT_TABLE_LOCAL);
     (!noise).then_some(route)
 }
 

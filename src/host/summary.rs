@@ -143,7 +143,7 @@ fn network(out: &mut String, net: &NetworkFacts) -> Result {
             "  {:<10} {} {} mtu {} {}{}",
             i.name,
             i.state,
-            i.mac.as_deref().unwrap_or("-"),
+            i.mac.as_ref().map_or("-", |m| m.as_str()),
             i.mtu,
             i.driver.as_deref().unwrap_or("-"),
             if i.physical { "" } else { " (virtual)" }
@@ -175,7 +175,8 @@ fn network(out: &mut String, net: &NetworkFacts) -> Result {
     let servers = if net.dns.is_empty() {
         "none".to_string()
     } else {
-        net.dns.join(", ")
+        let list: Vec<String> = net.dns.iter().map(ToString::to_string).collect();
+        list.join(", ")
     };
     let source = net
         .dns_source

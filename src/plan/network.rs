@@ -10,14 +10,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{CloudInterface, Family, Interface, NetworkFacts, Route};
+pub use crate::facts::MacAddr;
+use crate::facts::{CloudInterface, Family, Interface, NetworkFacts, Route, VF_DRIVERS};
 
 /// Routes that the kernel, a DHCP client or router advertisements bring back by themselves.
 const SELF_RESTORING: [&str; 3] = ["kernel", "dhcp", "ra"];
-
-/// Accelerated-networking VFs (Azure): they carry the synthetic NIC's MAC and are driven
-/// through it, so nothing may configure them.
-const VF_DRIVERS: [&str; 3] = ["mlx4_core", "mlx5_core", "mana"];
 
 /// The main routing table; routes in other tables belong to policy routing we do not restore.
 const MAIN_TABLE: u32 = 254;
@@ -62,67 +59,6 @@ pub struct RoutePlan {
     pub metric: Option<u32>,
 }
 
-/// A link-layer address as networkd matches it: lowercase hex pairs joined by colons.
-/// Accepts Azure's bare `000D3A047598` form too.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct MacAddr(String);
-
-impl MacAddr {
-    /// The all-zero address of loopback and some virtual links.
-    pub fn is_zero(&self) -> bool {
-        self.0.bytes().all(|b| b == b'0' || b == b':')
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Without colons, for file names.
-    pub fn compact(&self) -> String {
-        self.0.replace(':', "")
-    }
-}
-
-impl TryFrom<String> for MacAddr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
-    }
-}
-
-impl From<MacAddr> for String {
-    fn from(m: MacAddr) -> String {
-        m.0
-    }
-}
-
-impl std::str::FromStr for MacAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let lower = s.trim().to_ascii_lowercase();
-        let hex = |p: &str| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit());
-        let pairs: Vec<String> = if lower.contains(':') || lower.contains('-') {
-            lower.split([':', '-']).map(str::to_string).collect()
-        } else {
-            (0..lower.len() / 2)
-                .map(|i| lower.get(2 * i..2 * i + 2).unwrap_or_default().to_string())
-                .collect()
-        };
-        let whole = pairs.len() * 2 == lower.replace([':', '-'], "").len();
-        if pairs.len() < 6 || pairs.len() > 20 || !whole || !pairs.iter().all(|p| hex(p)) {
-            return Err(format!("{s:?} is not a link-layer address"));
-        }
-        Ok(Self(pairs.join(":")))
-    }
-}
-
-impl std::fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl RoutePlan {
     /// `default` or the prefix, for messages.
     pub fn destination_text(&self) -> String {
@@ -137,7 +73,7 @@ pub fn plan_network(observed: &NetworkFacts, cloud: &[CloudInterface]) -> Networ
         .interfaces
         .iter()
         .filter(|i| i.link_type == "ether" && i.physical)
-        .filter_map(|i| Some((i, i.mac.as_deref()?.parse::<MacAddr>().ok()?)))
+        .filter_map(|i| Some((i, i.mac.clone()?)))
         .filter(|(_, mac)| !mac.is_zero())
         .collect();
     let mut interfaces: Vec<InterfacePlan> = ethernet
@@ -153,12 +89,7 @@ pub fn plan_network(observed: &NetworkFacts, cloud: &[CloudInterface]) -> Networ
 
     let mut nameservers: Vec<IpAddr> = Vec::new();
     let cloud_dns = cloud.iter().flat_map(|c| &c.dns);
-    for ip in observed
-        .dns
-        .iter()
-        .chain(cloud_dns)
-        .filter_map(|s| s.parse::<IpAddr>().ok())
-    {
+    for &ip in observed.dns.iter().chain(cloud_dns) {
         if !ip.is_loopback() && !nameservers.contains(&ip) {
             nameservers.push(ip);
         }
@@ -177,7 +108,7 @@ fn from_host(iface: &Interface, mac: MacAddr, shared: bool, routes: &[Route]) ->
         .addresses
         .iter()
         .filter(|a| a.scope != "link" && a.scope != "host" && !a.dynamic)
-        .filter_map(|a| IpNet::new(a.address.parse().ok()?, a.prefix_len).ok())
+        .filter_map(|a| IpNet::new(a.address, a.prefix_len).ok())
         .collect();
     let lease = iface
         .addresses
@@ -190,9 +121,7 @@ fn from_host(iface: &Interface, mac: MacAddr, shared: bool, routes: &[Route]) ->
         .filter(|r| !SELF_RESTORING.contains(&r.protocol.as_str()))
         .filter(|r| r.table.is_none_or(|t| t == MAIN_TABLE));
     for r in static_routes {
-        let Some(route) = observed_route(r) else {
-            continue;
-        };
+        let route = observed_route(r);
         if !planned.contains(&route) {
             planned.push(route);
         }
@@ -211,38 +140,19 @@ fn from_host(iface: &Interface, mac: MacAddr, shared: bool, routes: &[Route]) ->
     }
 }
 
-/// `None` when the route's text does not parse (it is then left out, not guessed).
-fn observed_route(r: &Route) -> Option<RoutePlan> {
-    Some(RoutePlan {
+fn observed_route(r: &Route) -> RoutePlan {
+    RoutePlan {
         family: r.family,
-        destination: destination(&r.dst)?,
-        gateway: match &r.gateway {
-            Some(g) => Some(g.parse().ok()?),
-            None => None,
-        },
+        destination: r.dst.prefix(),
+        gateway: r.gateway,
         onlink: r.onlink,
         metric: r.metric,
-    })
-}
-
-/// `default` → `Some(None)`; a prefix or a bare host address → `Some(Some(net))`.
-fn destination(dst: &str) -> Option<Option<IpNet>> {
-    if dst == "default" {
-        return Some(None);
     }
-    dst.parse::<IpNet>()
-        .ok()
-        .or_else(|| dst.parse::<IpAddr>().ok().map(IpNet::from))
-        .map(Some)
 }
 
 /// Adds what the cloud publishes for one MAC; the cloud's MTU and DHCP word win.
 fn merge_cloud(interfaces: &mut Vec<InterfacePlan>, published: &CloudInterface) {
-    let Some(mac) = published
-        .mac
-        .as_deref()
-        .and_then(|m| m.parse::<MacAddr>().ok())
-    else {
+    let Some(mac) = published.mac.clone() else {
         return;
     };
     let index = match interfaces.iter().position(|p| p.mac == mac && !p.unmanaged) {
@@ -262,19 +172,13 @@ fn merge_cloud(interfaces: &mut Vec<InterfacePlan>, published: &CloudInterface) 
         }
     };
     let plan = &mut interfaces[index];
-    for net in published
-        .addresses
-        .iter()
-        .filter_map(|a| a.parse::<IpNet>().ok())
-    {
-        if !plan.addresses.contains(&net) {
-            plan.addresses.push(net);
+    for net in &published.addresses {
+        if !plan.addresses.contains(net) {
+            plan.addresses.push(*net);
         }
     }
     for r in &published.routes {
-        let (Some(dest), Ok(gateway)) = (destination(&r.dst), r.gateway.parse::<IpAddr>()) else {
-            continue;
-        };
+        let (dest, gateway) = (r.dst.prefix(), r.gateway);
         let family = match dest {
             Some(IpNet::V4(_)) => Family::Inet,
             Some(IpNet::V6(_)) => Family::Inet6,
@@ -348,7 +252,7 @@ mod tests {
             "dns": ["168.63.129.16"]
         }));
         let cloud = [CloudInterface {
-            mac: Some("000D3A047598".into()),
+            mac: Some("000D3A047598".parse().unwrap()),
             mtu: Some(1400),
             ..Default::default()
         }];
@@ -414,20 +318,20 @@ mod tests {
         }));
         let cloud = [
             CloudInterface {
-                mac: Some("02:00:00:00:00:01".into()),
-                addresses: vec!["2001:db8:1::5/64".into(), "not-an-address".into()],
+                mac: Some("02:00:00:00:00:01".parse().unwrap()),
+                addresses: vec!["2001:db8:1::5/64".parse().unwrap()],
                 routes: vec![crate::facts::CloudRoute {
-                    dst: "default".into(),
-                    gateway: "fe80::1".into(),
+                    dst: crate::facts::Destination::Default,
+                    gateway: "fe80::1".parse().unwrap(),
                     onlink: true,
                 }],
-                dns: vec!["2001:4860:4860::8888".into()],
+                dns: vec!["2001:4860:4860::8888".parse().unwrap()],
                 ..Default::default()
             },
             CloudInterface {
-                mac: Some("02:00:00:00:00:02".into()),
+                mac: Some("02:00:00:00:00:02".parse().unwrap()),
                 name: Some("ens4".into()),
-                addresses: vec!["10.1.0.5/24".into()],
+                addresses: vec!["10.1.0.5/24".parse().unwrap()],
                 dhcp4: Some(false),
                 ..Default::default()
             },
@@ -448,7 +352,8 @@ mod tests {
         let ok = |s: &str| s.parse::<MacAddr>().map(|m| m.to_string());
         assert_eq!(ok("000D3A047598").unwrap(), "00:0d:3a:04:75:98");
         assert_eq!(ok("00-0D-3A-04-75-98").unwrap(), "00:0d:3a:04:75:98");
-        assert!(ok("00:0d:3a:04:75").is_err());
+        assert!(ok("000D3A04759").is_err());
+        assert!(ok("").is_err());
         assert!(ok("00:0d:3a:04:75:9g").is_err());
         assert!(ok("00:0d:3a:04:75:987").is_err());
         assert!("00:00:00:00:00:00".parse::<MacAddr>().unwrap().is_zero());

@@ -108,7 +108,7 @@ pub fn parse_instance(bytes: &[u8]) -> Result<Metadata> {
 /// `/v1/network`: one interface (the MAC is not published), addresses as CIDR strings.
 pub fn parse_network(bytes: &[u8]) -> Result<Vec<CloudInterface>> {
     let doc: Network = super::parse_json(ProviderKind::Akamai, "/v1/network", bytes)?;
-    let addresses: Vec<String> = doc
+    let addresses: Vec<ipnet::IpNet> = doc
         .ipv4
         .public
         .iter()

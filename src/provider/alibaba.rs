@@ -44,10 +44,10 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<Metadata> {
         base: format!("{BASE}meta-data/"),
         token: token.clone().map(|v| (TOKEN_HEADER, v)),
     };
-    let dns: Vec<String> = t
+    let dns: Vec<std::net::IpAddr> = t
         .leaf("dns-conf/nameservers")
         .await?
-        .map(|d| d.lines().map(str::to_owned).collect())
+        .map(|d| d.lines().filter_map(|l| l.trim().parse().ok()).collect())
         .unwrap_or_default();
     let mut network = Vec::new();
     for entry in t.list("network/interfaces/macs/").await? {
@@ -70,9 +70,11 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<Metadata> {
             .addresses
             .extend(ip.zip(prefix).and_then(|(a, p)| netcfg::cidr(&a, p)));
         if let Some(gw) = t.leaf(&format!("{dir}gateway")).await? {
-            iface
-                .routes
-                .extend(netcfg::route("default", &gw, &iface.addresses));
+            iface.routes.extend(netcfg::route(
+                crate::facts::Destination::Default,
+                &gw,
+                &iface.addresses,
+            ));
         }
         network.push(iface);
     }

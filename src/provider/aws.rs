@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::ec2::{region_of_zone, Tree};
 use super::{netcfg, CloudInterface, Ctx, Metadata};
+use crate::facts::MacAddr;
 use crate::http::Request;
 use crate::{Error, Result};
 
@@ -145,7 +146,7 @@ async fn read(ctx: &Ctx<'_>, token: Option<String>) -> Result<Metadata> {
 }
 
 /// One NIC: its private addresses with the subnet's prefix. Gateways and DNS come from DHCP.
-async fn interface(tree: &Tree<'_, '_>, dir: &str, mac: &str) -> Result<CloudInterface> {
+async fn interface(tree: &Tree<'_, '_>, dir: &str, mac: &MacAddr) -> Result<CloudInterface> {
     let prefix_of = |block: Option<String>| {
         block.and_then(|b| {
             b.lines()
@@ -163,7 +164,7 @@ async fn interface(tree: &Tree<'_, '_>, dir: &str, mac: &str) -> Result<CloudInt
         }
     }
     Ok(CloudInterface {
-        mac: Some(mac.to_owned()),
+        mac: Some(mac.clone()),
         addresses,
         dhcp4: Some(true),
         dhcp6: v6_prefix.map(|_| true),

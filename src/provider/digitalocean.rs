@@ -72,7 +72,7 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata> {
     let instance_id = id_string(&doc.droplet_id).ok_or_else(|| {
         super::invalid(ProviderKind::Digitalocean, "droplet_id is missing".into())
     })?;
-    let dns = doc.dns.map(|d| d.nameservers).unwrap_or_default();
+    let dns = netcfg::ips(&doc.dns.map(|d| d.nameservers).unwrap_or_default());
     let mut network = Vec::new();
     for (nic, public) in doc
         .interfaces
@@ -104,9 +104,11 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata> {
                 nic.ipv6.as_ref().and_then(|v| v.gateway.clone()),
             ];
             for gw in gws.into_iter().flatten() {
-                iface
-                    .routes
-                    .extend(netcfg::route("default", &gw, &iface.addresses));
+                iface.routes.extend(netcfg::route(
+                    crate::facts::Destination::Default,
+                    &gw,
+                    &iface.addresses,
+                ));
             }
             iface.dns.clone_from(&dns);
         }

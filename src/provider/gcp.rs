@@ -75,8 +75,7 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<Metadata> {
         if let Some(dns) = leaf(ctx, &format!("{dir}dns-servers")).await? {
             iface.dns = dns
                 .split([',', '\n'])
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
+                .filter_map(|s| s.trim().parse().ok())
                 .collect();
         }
         network.push(iface);

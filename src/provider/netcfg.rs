@@ -3,27 +3,22 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::{CloudInterface, CloudRoute};
-use crate::facts::Interface;
+use crate::facts::{Destination, Interface, MacAddr, VF_DRIVERS};
 
 /// A MAC as lowercase colon-separated hex; accepts `-`, `:` or no separators (Azure).
-pub fn mac(s: &str) -> Option<String> {
-    let hex: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    let clean = s
-        .chars()
-        .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '-');
-    if hex.len() != 12 || !clean {
-        return None;
-    }
-    let hex = hex.to_ascii_lowercase();
-    Some(
-        (0..6)
-            .map(|i| &hex[i * 2..i * 2 + 2])
-            .collect::<Vec<_>>()
-            .join(":"),
-    )
+pub fn mac(s: &str) -> Option<MacAddr> {
+    s.parse().ok()
+}
+
+/// The resolver addresses of a list; what does not parse is left out.
+pub fn ips<'a>(list: impl IntoIterator<Item = &'a String>) -> Vec<IpAddr> {
+    list.into_iter()
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 /// Prefix length of a netmask (`255.255.240.0` → 20), or of a bare number (`64`).
@@ -40,62 +35,32 @@ pub fn prefix_len(mask: &str) -> Option<u8> {
     (bits.count_ones() == ones).then_some(ones as u8)
 }
 
-/// `addr/prefix` with the address in canonical form; `None` when either part is not valid.
-pub fn cidr(addr: &str, prefix: u8) -> Option<String> {
-    let ip: IpAddr = addr.trim().parse().ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    (prefix <= max).then(|| format!("{ip}/{prefix}"))
+/// An address with its prefix length; `None` when either part is not valid.
+pub fn cidr(addr: &str, prefix: u8) -> Option<IpNet> {
+    IpNet::new(addr.trim().parse().ok()?, prefix).ok()
 }
 
-/// Parses `addr/prefix` (or a bare address with `default_prefix`) into canonical form.
-pub fn parse_cidr(s: &str, default_prefix: Option<u8>) -> Option<String> {
+/// Parses `addr/prefix` (or a bare address with `default_prefix`); the prefix may be a netmask.
+pub fn parse_cidr(s: &str, default_prefix: Option<u8>) -> Option<IpNet> {
     match s.trim().split_once('/') {
         Some((a, p)) => cidr(a, prefix_len(p)?),
         None => cidr(s, default_prefix?),
     }
 }
 
-fn in_subnet(gateway: IpAddr, cidr: &str) -> bool {
-    let Some((a, p)) = cidr.split_once('/') else {
-        return false;
-    };
-    let (Ok(addr), Ok(prefix)) = (a.parse::<IpAddr>(), p.parse::<u32>()) else {
-        return false;
-    };
-    match (gateway, addr) {
-        (IpAddr::V4(g), IpAddr::V4(a)) => {
-            let m = if prefix == 0 {
-                0
-            } else {
-                u32::MAX << (32 - prefix.min(32))
-            };
-            u32::from(g) & m == u32::from(a) & m
-        }
-        (IpAddr::V6(g), IpAddr::V6(a)) => {
-            let m = if prefix == 0 {
-                0
-            } else {
-                u128::MAX << (128 - prefix.min(128))
-            };
-            u128::from(g) & m == u128::from(a) & m
-        }
-        _ => false,
-    }
-}
-
 /// A route via `gateway`, on-link when the gateway is outside every address of the interface
 /// (IPv6 link-local gateways are always reachable on the link). `None` for a missing or
 /// unspecified gateway (`0.0.0.0`, as DigitalOcean writes for "none").
-pub fn route(dst: &str, gateway: &str, addresses: &[String]) -> Option<CloudRoute> {
+pub fn route(dst: Destination, gateway: &str, addresses: &[IpNet]) -> Option<CloudRoute> {
     let gw: IpAddr = gateway.trim().parse().ok()?;
     if gw.is_unspecified() {
         return None;
     }
     let link_local = matches!(gw, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80);
-    let onlink = !link_local && !addresses.iter().any(|a| in_subnet(gw, a));
+    let onlink = !link_local && !addresses.iter().any(|a| a.contains(&gw));
     Some(CloudRoute {
-        dst: dst.to_owned(),
-        gateway: gw.to_string(),
+        dst,
+        gateway: gw,
         onlink,
     })
 }
@@ -104,15 +69,14 @@ pub fn route(dst: &str, gateway: &str, addresses: &[String]) -> Option<CloudRout
 /// for interfaces that match no local NIC or more than one (Azure accelerated networking: the VF
 /// shares the synthetic NIC's MAC; the synthetic one is preferred).
 pub fn match_interfaces(published: &mut [CloudInterface], local: &[Interface]) -> Vec<String> {
-    const VF_DRIVERS: &[&str] = &["mlx4_core", "mlx4_en", "mlx5_core", "ixgbevf", "iavf"];
     let mut notes = Vec::new();
     for iface in published.iter_mut() {
-        let Some(want) = iface.mac.as_deref() else {
+        let Some(want) = &iface.mac else {
             continue;
         };
         let matches: Vec<&Interface> = local
             .iter()
-            .filter(|l| l.mac.as_deref().and_then(mac).as_deref() == Some(want))
+            .filter(|l| l.mac.as_ref() == Some(want))
             .collect();
         let chosen = matches
             .iter()
@@ -241,7 +205,8 @@ impl V1 {
                                 };
                                 iface.addresses.push(addr);
                                 if let Some(gw) = &s.gateway {
-                                    iface.routes.extend(route("default", gw, &iface.addresses));
+                                    let default = Destination::Default;
+                                    iface.routes.extend(route(default, gw, &iface.addresses));
                                 }
                                 for r in &s.routes {
                                     let dst = match (&r.network, &r.netmask) {
@@ -252,10 +217,11 @@ impl V1 {
                                         _ => None,
                                     };
                                     if let (Some(dst), Some(gw)) = (dst, &r.gateway) {
-                                        iface.routes.extend(route(&dst, gw, &iface.addresses));
+                                        let dst = Destination::Prefix(dst);
+                                        iface.routes.extend(route(dst, gw, &iface.addresses));
                                     }
                                 }
-                                iface.dns.extend(s.dns_nameservers.iter().cloned());
+                                iface.dns.extend(ips(&s.dns_nameservers));
                             }
                             _ => {}
                         }
@@ -263,7 +229,7 @@ impl V1 {
                     out.push((item.name.clone(), iface));
                 }
                 "nameserver" => {
-                    let addrs = item.address.list();
+                    let addrs = ips(&item.address.list());
                     match &item.interface {
                         Some(name) => {
                             if let Some((_, i)) =
@@ -282,7 +248,7 @@ impl V1 {
             .map(|(_, mut i)| {
                 for d in &global_dns {
                     if !i.dns.contains(d) {
-                        i.dns.push(d.clone());
+                        i.dns.push(*d);
                     }
                 }
                 i
@@ -339,7 +305,7 @@ impl V2 {
         self.ethernets
             .values()
             .map(|e| {
-                let addresses: Vec<String> = e
+                let addresses: Vec<IpNet> = e
                     .addresses
                     .iter()
                     .filter_map(|a| parse_cidr(a, None))
@@ -347,17 +313,17 @@ impl V2 {
                 let mut routes: Vec<CloudRoute> = [&e.gateway4, &e.gateway6]
                     .into_iter()
                     .flatten()
-                    .filter_map(|gw| route("default", gw, &addresses))
+                    .filter_map(|gw| route(Destination::Default, gw, &addresses))
                     .collect();
                 for r in &e.routes {
                     let dst = match r.to.as_str() {
-                        "default" | "0.0.0.0/0" | "::/0" => "default".to_owned(),
+                        "default" | "0.0.0.0/0" | "::/0" => Destination::Default,
                         to => match parse_cidr(to, None) {
-                            Some(c) => c,
+                            Some(c) => Destination::Prefix(c),
                             None => continue,
                         },
                     };
-                    if let Some(mut rt) = route(&dst, &r.via, &addresses) {
+                    if let Some(mut rt) = route(dst, &r.via, &addresses) {
                         rt.onlink |= r.on_link;
                         routes.push(rt);
                     }
@@ -374,7 +340,7 @@ impl V2 {
                     dns: e
                         .nameservers
                         .as_ref()
-                        .map(|n| n.addresses.clone())
+                        .map(|n| ips(&n.addresses))
                         .unwrap_or_default(),
                     mtu: e.mtu,
                     dhcp4: e.dhcp4,
@@ -392,9 +358,10 @@ mod tests {
 
     #[test]
     fn macs_and_masks() {
-        assert_eq!(mac("000D3A047598").as_deref(), Some("00:0d:3a:04:75:98"));
+        let text = |s: &str| mac(s).map(|m| m.to_string());
+        assert_eq!(text("000D3A047598").as_deref(), Some("00:0d:3a:04:75:98"));
         assert_eq!(
-            mac("96:00:01:AA:BB:01").as_deref(),
+            text("96:00:01:AA:BB:01").as_deref(),
             Some("96:00:01:aa:bb:01")
         );
         assert_eq!(mac("zz"), None);
@@ -406,18 +373,19 @@ mod tests {
 
     #[test]
     fn onlink_only_when_the_gateway_is_off_subnet() {
-        let addrs = vec!["10.0.0.5/24".to_owned()];
-        assert!(!route("default", "10.0.0.1", &addrs).unwrap().onlink);
-        assert!(route("default", "172.31.1.1", &addrs).unwrap().onlink);
-        assert!(!route("default", "fe80::1", &addrs).unwrap().onlink);
-        assert!(route("default", "0.0.0.0", &addrs).is_none());
+        let addrs = vec!["10.0.0.5/24".parse().unwrap()];
+        let default = Destination::Default;
+        assert!(!route(default, "10.0.0.1", &addrs).unwrap().onlink);
+        assert!(route(default, "172.31.1.1", &addrs).unwrap().onlink);
+        assert!(!route(default, "fe80::1", &addrs).unwrap().onlink);
+        assert!(route(default, "0.0.0.0", &addrs).is_none());
     }
 
     #[test]
     fn v2_static() {
         let doc = b"version: 2\nethernets:\n  e:\n    match: {macaddress: '52:54:00:12:34:56'}\n    addresses: [192.168.1.5/24]\n    routes: [{to: default, via: 192.168.1.1}]\n";
         let ifs = parse_network_config(doc).unwrap();
-        assert_eq!(ifs[0].addresses, vec!["192.168.1.5/24"]);
-        assert_eq!(ifs[0].routes[0].gateway, "192.168.1.1");
+        assert_eq!(ifs[0].addresses[0].to_string(), "192.168.1.5/24");
+        assert_eq!(ifs[0].routes[0].gateway.to_string(), "192.168.1.1");
     }
 }

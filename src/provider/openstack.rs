@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::ec2::Tree;
 use super::{netcfg, non_empty, CloudInterface, Ctx, Metadata, ProviderKind};
+use crate::facts::Destination;
 use crate::http::Request;
 use crate::Result;
 
@@ -128,11 +129,11 @@ struct Service {
 /// `network_data.json`: links (NICs by MAC), networks (static or DHCP, with routes) and DNS.
 pub fn parse_network_data(bytes: &[u8]) -> Result<Vec<CloudInterface>> {
     let doc: NetworkData = super::parse_json(ProviderKind::Openstack, "network_data.json", bytes)?;
-    let dns: Vec<String> = doc
+    let dns: Vec<std::net::IpAddr> = doc
         .services
         .iter()
         .filter(|s| s.kind == "dns")
-        .map(|s| s.address.clone())
+        .filter_map(|s| s.address.trim().parse().ok())
         .collect();
     Ok(doc
         .links
@@ -164,14 +165,14 @@ pub fn parse_network_data(bytes: &[u8]) -> Result<Vec<CloudInterface>> {
                             else {
                                 continue;
                             };
-                            let dst = if dst == "0.0.0.0/0" || dst == "::/0" {
-                                "default".to_owned()
+                            let dst = if dst.prefix_len() == 0 {
+                                Destination::Default
                             } else {
-                                dst
+                                Destination::Prefix(dst)
                             };
                             iface
                                 .routes
-                                .extend(netcfg::route(&dst, &r.gateway, &iface.addresses));
+                                .extend(netcfg::route(dst, &r.gateway, &iface.addresses));
                         }
                     }
                     _ => {}

@@ -95,7 +95,7 @@ pub fn parse_vnics(bytes: &[u8]) -> Result<Vec<CloudInterface>> {
                     .and_then(|b| b.split_once('/'))
                     .and_then(|(_, p)| p.parse::<u8>().ok())
             };
-            let mut addresses: Vec<String> = Vec::new();
+            let mut addresses: Vec<ipnet::IpNet> = Vec::new();
             addresses.extend(
                 v.private_ip
                     .as_deref()
@@ -112,7 +112,11 @@ pub fn parse_vnics(bytes: &[u8]) -> Result<Vec<CloudInterface>> {
                     .into_iter()
                     .flatten()
                 {
-                    routes.extend(netcfg::route("default", gw, &addresses));
+                    routes.extend(netcfg::route(
+                        crate::facts::Destination::Default,
+                        gw,
+                        &addresses,
+                    ));
                 }
             }
             CloudInterface {

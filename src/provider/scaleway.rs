@@ -84,9 +84,11 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata> {
                 .and_then(|(a, p)| netcfg::cidr(a, p)),
         );
         if let Some(gw) = &v6.gateway {
-            iface
-                .routes
-                .extend(netcfg::route("default", gw, &iface.addresses));
+            iface.routes.extend(netcfg::route(
+                crate::facts::Destination::Default,
+                gw,
+                &iface.addresses,
+            ));
         }
     }
     Ok(Metadata {

@@ -84,12 +84,14 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata> {
                     .addresses
                     .extend(prefix.and_then(|p| netcfg::cidr(&ip.address, p)));
                 if let Some(gw) = ip.gateway.as_deref().filter(|g| !g.is_empty()) {
-                    iface
-                        .routes
-                        .extend(netcfg::route("default", gw, &iface.addresses));
+                    iface.routes.extend(netcfg::route(
+                        crate::facts::Destination::Default,
+                        gw,
+                        &iface.addresses,
+                    ));
                 }
             }
-            iface.dns.clone_from(&doc.network.dns);
+            iface.dns = netcfg::ips(&doc.network.dns);
             iface
         })
         .collect();

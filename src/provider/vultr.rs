@@ -110,9 +110,11 @@ pub fn parse(bytes: &[u8]) -> Result<Metadata> {
                 );
             }
             if let Some(gw) = nic.ipv4.as_ref().and_then(|v| v.gateway.as_deref()) {
-                iface
-                    .routes
-                    .extend(netcfg::route("default", gw, &iface.addresses));
+                iface.routes.extend(netcfg::route(
+                    crate::facts::Destination::Default,
+                    gw,
+                    &iface.addresses,
+                ));
             }
             iface
         })
