@@ -20,11 +20,7 @@ pub fn inspect(root: &SysRoot) -> NetworkFacts {
     // resolv.conf wins when it names servers; a fixture's state file may carry `dns` instead.
     let resolv = dns::inspect(root);
     if resolv.source.is_some() || facts.dns.is_empty() {
-        facts.dns = resolv
-            .servers
-            .iter()
-            .filter_map(|s| s.parse().ok())
-            .collect();
+        facts.dns = resolv.servers;
         facts.dns_search = resolv.search;
         facts.dns_source = resolv.source;
     } else {
