@@ -2,9 +2,10 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use super::placeholder::{self, FLAKE_PLACEHOLDERS};
 use super::secret::embedded_credential;
-use crate::plan::FlakeTarget;
 use crate::Result;
 
 /// A flake reference split at `#`: the fetchable part and the `nixosConfigurations` attribute.
@@ -108,6 +109,17 @@ impl fmt::Display for FlakeRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.url, self.attr)
     }
+}
+
+/// A flake reference with its placeholders filled in, as `plan.json` carries it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlakeTarget {
+    /// The full reference, e.g. `github:me/fleet#cloud-x86_64`.
+    pub reference: String,
+    /// The part before `#`.
+    pub url: String,
+    /// The `nixosConfigurations` attribute name.
+    pub attr: String,
 }
 
 super::values::deserialize_checked!(FlakeRef);

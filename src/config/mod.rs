@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use error::ConfigError;
-pub use flake::FlakeRef;
+pub use flake::{FlakeRef, FlakeTarget};
 pub use placeholder::{FLAKE_PLACEHOLDERS, INSTALLER_PLACEHOLDERS};
 pub use secret::Secret;
 pub use size::ByteSize;

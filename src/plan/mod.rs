@@ -14,6 +14,7 @@ pub use build::{installer_plan, plan_install, PlanEnv};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::FlakeTarget;
 use crate::config::{HttpUrl, Sha256, StorePath, TimeSpan, TrustedPublicKey};
 use crate::facts::Firmware;
 use crate::provider::ProviderKind;
@@ -85,16 +86,6 @@ pub struct TargetDisk {
 pub struct OtherDisk {
     pub path: String,
     pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FlakeTarget {
-    /// The full reference with placeholders resolved, e.g. `github:me/fleet#cloud-x86_64`.
-    pub reference: String,
-    /// The part before `#`.
-    pub url: String,
-    /// The `nixosConfigurations` attribute name.
-    pub attr: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
