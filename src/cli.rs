@@ -255,9 +255,9 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct FetchInstallerArgs {
     /// The installer tarball (nixos-images' kexec layout or nixos-lift's): https://, http://
-    /// or file://.
-    #[arg(long, value_name = "URL")]
-    pub url: String,
+    /// or file:///PATH; no credentials in it.
+    #[arg(long, value_name = "URL", value_parser = parse_installer_source)]
+    pub url: crate::config::InstallerSource,
     /// Its sha256 (64 hex digits, as `sha256sum` prints); nothing is kept unless the download
     /// matches it.
     #[arg(long, value_name = "HEX", value_parser = parse_sha256, required_unless_present = "allow_unpinned")]
@@ -272,6 +272,10 @@ pub struct FetchInstallerArgs {
     /// Output format. [default: json when stdout is not a terminal, else text]
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+}
+
+fn parse_installer_source(s: &str) -> Result<crate::config::InstallerSource, String> {
+    crate::config::InstallerSource::try_from(s.to_string())
 }
 
 fn parse_sha256(s: &str) -> Result<crate::config::Sha256, String> {

@@ -4,12 +4,14 @@
 //! scripts read them. Rename nothing without updating all of those.
 //!
 //! This module is a leaf: host inspection (`host`) and cloud identification (`provider`) fill
-//! these types, and nothing here reaches back into them.
+//! these types, and nothing here reaches back into them (only `config::Arch` comes in).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::config::Arch;
 
 /// Schema version of `facts.json`; bump on any incompatible change.
 pub const FACTS_VERSION: u32 = 1;
@@ -36,8 +38,7 @@ pub enum Firmware {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct HostFacts {
-    /// `x86_64` or `aarch64` (or whatever `uname -m` says on others).
-    pub arch: String,
+    pub arch: HostArch,
     pub kernel_release: Option<String>,
     pub firmware: Firmware,
     /// `None` when not UEFI or the efivar is unreadable.
@@ -60,6 +61,62 @@ pub struct HostFacts {
     pub os: OsRelease,
     /// Whether PID 1 is systemd (decides how stage 1 detaches and jumps).
     pub systemd: bool,
+}
+
+/// `uname -m`: an architecture nixos-lift installs, or another one kept as read so the `arch`
+/// guard can name it. In JSON, the name (`x86_64`, `aarch64`, `riscv64`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum HostArch {
+    Installable(Arch),
+    Other(String),
+}
+
+impl HostArch {
+    /// The architecture, when nixos-lift installs it.
+    pub fn installable(&self) -> Option<Arch> {
+        match self {
+            Self::Installable(arch) => Some(*arch),
+            Self::Other(_) => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Installable(arch) => arch.as_str(),
+            Self::Other(name) => name,
+        }
+    }
+}
+
+impl Default for HostArch {
+    fn default() -> Self {
+        Self::Other("unknown".into())
+    }
+}
+
+impl From<String> for HostArch {
+    fn from(name: String) -> Self {
+        Arch::from_uname(&name).map_or(Self::Other(name), Self::Installable)
+    }
+}
+
+impl From<&str> for HostArch {
+    fn from(name: &str) -> Self {
+        name.to_string().into()
+    }
+}
+
+impl From<HostArch> for String {
+    fn from(arch: HostArch) -> String {
+        arch.as_str().to_string()
+    }
+}
+
+impl std::fmt::Display for HostArch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The parts of `/etc/os-release` the guards care about.

@@ -73,7 +73,13 @@ fn every_key_of_the_full_fixture_is_read() {
         .map(|s| s.as_hex());
     assert!(aarch64.is_some_and(|hex| hex.len() == 64 && hex == hex.to_ascii_lowercase()));
     assert_eq!(
-        config.installer.url.resolve(Arch::Aarch64).ok().as_deref(),
+        config
+            .installer
+            .url
+            .resolve(Arch::Aarch64)
+            .ok()
+            .as_ref()
+            .map(|u| u.as_str()),
         Some("https://example.com/releases/v1/nixos-lift-installer-aarch64-linux.tar.gz")
     );
     assert_eq!(config.ssh.authorized_keys.len(), 3);

@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
-use nixos_lift::config::{Secret, Sha256};
+use nixos_lift::config::{Arch, InstallerSource, Secret, Sha256};
 use nixos_lift::facts::{Facts, Firmware};
 use nixos_lift::handoff::check::{check_archive, check_dir};
 use nixos_lift::handoff::payload::{
@@ -21,7 +21,7 @@ fn plan() -> Plan {
     Plan {
         version: PLAN_VERSION,
         agent_version: "test".into(),
-        arch: "x86_64".into(),
+        arch: Some(Arch::X86_64),
         firmware: Firmware::Uefi,
         provider: ProviderKind::Hetzner,
         instance_id: Some("4711".into()),
@@ -42,10 +42,10 @@ fn plan() -> Plan {
             attr: "web".into(),
         },
         system: None,
-        installer: InstallerPlan {
-            url: "https://example.org/i.tar.gz".into(),
+        installer: Some(InstallerPlan {
+            url: InstallerSource::try_from("https://example.org/i.tar.gz".to_string()).unwrap(),
             sha256: Some(Sha256::try_from("00".repeat(32)).unwrap()),
-        },
+        }),
         memory: None,
         kernel_cmdline: Some("init=/nix/store/x/init console=ttyS0,115200".into()),
         guards: vec![],

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::config::Arch;
 use nixos_lift::plan::Plan;
 
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
@@ -31,11 +32,19 @@ fn plan(fixture: &str, extra: &str) -> (Option<i32>, Plan) {
     }
 }
 
-fn plan_as_written(fixture: &str, extra: &str) -> (Option<i32>, Plan) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+fn fixture_root(fixture: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/hosts")
-        .join(fixture);
+        .join(fixture)
+}
+
+fn plan_as_written(fixture: &str, extra: &str) -> (Option<i32>, Plan) {
+    plan_root(&fixture_root(fixture), extra)
+}
+
+fn plan_root(root: &Path, extra: &str) -> (Option<i32>, Plan) {
+    let fixture = root.display();
+    let dir = tempfile::tempdir().unwrap();
     let out = Command::cargo_bin("nixos-lift")
         .unwrap()
         .args(["plan", "--format", "json", "--config"])
@@ -125,19 +134,49 @@ fn guard_results_match_each_fixture() {
     ] {
         assert!(guard(&hetzner, name).ok, "hetzner {name}");
     }
+    let installer = hetzner.installer.unwrap();
     assert_eq!(
-        hetzner.installer.url,
+        installer.url.as_str(),
         "https://example.org/installer-x86_64.tar.gz"
     );
     assert_eq!(
-        hetzner.installer.sha256.as_ref().map(|s| s.as_hex()),
+        installer.sha256.as_ref().map(|s| s.as_hex()),
         Some("a".repeat(64).as_str())
     );
     let (_, arm) = plan("hetzner-arm64", "");
+    assert_eq!(arm.arch, Some(Arch::Aarch64));
     assert_eq!(
-        arm.installer.url,
-        "https://example.org/installer-aarch64.tar.gz"
+        arm.installer.map(|i| i.url.to_string()).as_deref(),
+        Some("https://example.org/installer-aarch64.tar.gz")
     );
+}
+
+#[test]
+fn an_arch_without_an_installer_is_refused_by_name_and_plans_no_installer() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(fixture_root("hetzner-x86_64"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::write(root.join("proc/sys/kernel/arch"), "riscv64\n").unwrap();
+    let (code, riscv) = plan_root(&root, "min_memory: 1GiB\n");
+    assert_eq!(code, Some(10));
+    let arch = guard(&riscv, "arch");
+    assert!(!arch.ok);
+    assert_eq!(arch.found, "riscv64");
+    assert_eq!(arch.needed, "x86_64 or aarch64");
+    assert_eq!(riscv.arch, None);
+    assert_eq!(riscv.installer, None);
+    // The installer's guards are about an installer there is none of.
+    assert!(!riscv
+        .guards
+        .iter()
+        .any(|g| g.name.as_str() == "installer-url"));
+    assert!(riscv.to_text().contains("installer: none"));
 }
 
 #[test]

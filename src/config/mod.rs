@@ -25,8 +25,8 @@ pub use placeholder::{FLAKE_PLACEHOLDERS, INSTALLER_PLACEHOLDERS};
 pub use secret::Secret;
 pub use size::ByteSize;
 pub use values::{
-    Arch, AuthorizedKey, DiskSelector, HttpUrl, InstallerUrl, Sha256, StorePath, TimeSpan,
-    TokenHost, TrustedPublicKey,
+    Arch, AuthorizedKey, DiskSelector, HttpUrl, InstallerSource, InstallerUrl, Sha256, StorePath,
+    TimeSpan, TokenHost, TrustedPublicKey,
 };
 
 use error::Invalid;

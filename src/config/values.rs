@@ -152,22 +152,8 @@ impl TryFrom<String> for InstallerUrl {
 
     fn try_from(value: String) -> Result<Self, String> {
         let value = value.trim();
-        if let Some(kind) = embedded_credential(value) {
-            return Err(format!(
-                "{kind}: the installer must be downloadable without credentials"
-            ));
-        }
         placeholder::check(value, INSTALLER_PLACEHOLDERS)?;
-        let probe = value.replace("{arch}", "x86_64");
-        // file:///PATH is for rehearsals; stage 1's installer-url guard decides what is allowed
-        // where (https, or file: and http to loopback or link-local addresses).
-        if let Some(path) = probe.strip_prefix("file://") {
-            if !path.starts_with('/') || path.len() < 2 {
-                return Err("expected file:///ABSOLUTE/PATH (three slashes, no host)".into());
-            }
-            return Ok(Self(value.to_string()));
-        }
-        http_url(&probe).map_err(|e| format!("{e}, or file:///PATH for a rehearsal"))?;
+        InstallerSource::try_from(value.replace("{arch}", "x86_64"))?;
         Ok(Self(value.to_string()))
     }
 }
@@ -190,9 +176,56 @@ impl InstallerUrl {
         self.0.starts_with("https://")
     }
 
-    /// The URL for one architecture.
-    pub fn resolve(&self, arch: Arch) -> Result<String> {
-        placeholder::substitute(&self.0, &[("arch", arch.as_str())])
+    /// The URL for one architecture. Fails only for a default URL set badly at build time.
+    pub fn resolve(&self, arch: Arch) -> Result<InstallerSource, String> {
+        let url = placeholder::substitute(&self.0, &[("arch", arch.as_str())])
+            .map_err(|e| e.to_string())?;
+        InstallerSource::try_from(url)
+    }
+}
+
+/// One installer tarball's URL, `{arch}` resolved: `https://` or `http://` with a host, or
+/// `file:///PATH` for rehearsals. Stage 1's installer-url guard decides which may be used where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerSource(url::Url);
+
+impl TryFrom<String> for InstallerSource {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        let value = value.trim();
+        if let Some(kind) = embedded_credential(value) {
+            return Err(format!(
+                "{kind}: the installer must be downloadable without credentials"
+            ));
+        }
+        if let Some(path) = value.strip_prefix("file://") {
+            if !path.starts_with('/') || path.len() < 2 {
+                return Err("expected file:///ABSOLUTE/PATH (three slashes, no host)".into());
+            }
+            return url::Url::parse(value)
+                .map(Self)
+                .map_err(|e| format!("expected file:///ABSOLUTE/PATH ({e})"));
+        }
+        http_url(value)
+            .map(Self)
+            .map_err(|e| format!("{e}, or file:///PATH for a rehearsal"))
+    }
+}
+
+impl InstallerSource {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn url(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstallerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -475,6 +508,7 @@ serialize_as_str!(
     Arch,
     Sha256,
     HttpUrl,
+    InstallerSource,
     TrustedPublicKey,
     StorePath,
     AuthorizedKey,
@@ -487,6 +521,7 @@ deserialize_checked!(
     Sha256,
     DiskSelector,
     InstallerUrl,
+    InstallerSource,
     HttpUrl,
     TrustedPublicKey,
     StorePath,
@@ -496,6 +531,7 @@ deserialize_checked!(
 );
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -578,7 +614,10 @@ mod tests {
             "http://[fe80::1]/i.tar.gz",
         ] {
             assert!(ok::<InstallerUrl>(url), "{url}");
-            let probe = url.replace("{arch}", "x86_64");
+            let probe = InstallerUrl::try_from(url.to_string())
+                .unwrap()
+                .resolve(Arch::X86_64)
+                .unwrap();
             assert!(crate::plan::guard::url_allowed(&probe), "{url}");
         }
         assert!(!ok::<InstallerUrl>("file://host/i.tar.gz"));

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use flate2::bufread::MultiGzDecoder;
 use serde::Deserialize;
 
+use crate::config::Arch;
 use crate::handoff::MANIFEST_FILE;
 use crate::refusal::{Guard, Refusal};
 use crate::{Error, Result};
@@ -638,8 +639,8 @@ impl Lexer {
 
 /// An arm64 kernel must be an uncompressed `Image` (magic `ARM\x64` at 0x38): both kexec
 /// syscalls reject a compressed one with EINVAL, so refuse it here, before anything is loaded.
-pub fn check_kernel(kernel: &Path, arch: &str) -> Result<()> {
-    if arch != "aarch64" {
+pub fn check_kernel(kernel: &Path, arch: Arch) -> Result<()> {
+    if arch != Arch::Aarch64 {
         return Ok(());
     }
     let mut head = Vec::with_capacity(64);
@@ -906,10 +907,10 @@ nohup sh -c "sleep 6 && '$SCRIPT_DIR/kexec' -e ${{kexec_extra_flags}}" &
         let mut image = vec![0u8; 128];
         image[0x38..0x3c].copy_from_slice(b"ARM\x64");
         let (_d, path) = kernel_file(&image);
-        assert!(check_kernel(&path, "aarch64").is_ok());
+        assert!(check_kernel(&path, Arch::Aarch64).is_ok());
 
         let (_d, path) = kernel_file(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
-        let err = check_kernel(&path, "aarch64").unwrap_err();
+        let err = check_kernel(&path, Arch::Aarch64).unwrap_err();
         assert_eq!(err.reason(), "arm64-image");
         assert_eq!(err.exit_code(), crate::error::exit::REFUSED);
         let msg = err.to_string();
@@ -923,20 +924,20 @@ nohup sh -c "sleep 6 && '$SCRIPT_DIR/kexec' -e ${{kexec_extra_flags}}" &
         let mut zboot = b"MZ\0\0zimg".to_vec();
         zboot.resize(128, 0);
         let (_d, path) = kernel_file(&zboot);
-        let msg = check_kernel(&path, "aarch64").unwrap_err().to_string();
+        let msg = check_kernel(&path, Arch::Aarch64).unwrap_err().to_string();
         assert!(
             msg.contains("found a kernel compressed with EFI zboot"),
             "{msg}"
         );
 
         let (_d, path) = kernel_file(b"short");
-        let msg = check_kernel(&path, "aarch64").unwrap_err().to_string();
+        let msg = check_kernel(&path, Arch::Aarch64).unwrap_err().to_string();
         assert!(msg.contains("no arm64 Image header"), "{msg}");
     }
 
     #[test]
     fn other_arches_are_not_checked() {
         let (_d, path) = kernel_file(&[0x1f, 0x8b]);
-        assert!(check_kernel(&path, "x86_64").is_ok());
+        assert!(check_kernel(&path, Arch::X86_64).is_ok());
     }
 }

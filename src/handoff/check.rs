@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::read::{own, read_index, Files, Source};
 use super::*;
+use crate::config::Arch;
 use crate::plan::Plan;
 use crate::{Error, Result};
 
@@ -17,7 +18,7 @@ pub struct CheckReport {
     pub source: String,
     pub ok: bool,
     pub plan: Option<Plan>,
-    pub arch: Option<String>,
+    pub arch: Option<crate::facts::HostArch>,
     pub firmware: Option<String>,
     pub kexec_method: Option<String>,
     /// Why stage 1 fell back to `kexec_load`, when it did.
@@ -170,7 +171,7 @@ impl CheckReport {
                 p.provider,
                 p.instance_id.as_deref().unwrap_or("-"),
                 p.hostname,
-                p.arch,
+                p.arch.map_or("-", Arch::as_str),
                 format!("{:?}", p.firmware).to_lowercase(),
                 target.map_or("-", |t| t.path.as_str()),
                 target.and_then(|t| t.by_id.as_deref()).unwrap_or("-"),
@@ -187,7 +188,7 @@ impl CheckReport {
         }
         out.push_str(&format!(
             "facts: arch={} firmware={}\n",
-            self.arch.as_deref().unwrap_or("-"),
+            self.arch.as_ref().map_or("-", |a| a.as_str()),
             self.firmware.as_deref().unwrap_or("-")
         ));
         out.push_str(&format!(

@@ -1,11 +1,11 @@
 //! Arch, kernel, memory, CPUs, OS release and init: the machine as a whole.
 
 use super::SysRoot;
-use crate::facts::OsRelease;
+use crate::facts::{HostArch, OsRelease};
 
 /// `uname -m`. The live machine answers from `uname(2)`; a fixture tree from
 /// `/proc/sys/kernel/arch` (the same value, exposed as a sysctl by newer kernels).
-pub fn arch(root: &SysRoot) -> String {
+pub fn arch(root: &SysRoot) -> HostArch {
     root.read_string("/proc/sys/kernel/arch")
         .or_else(|| {
             root.is_host()
@@ -13,7 +13,7 @@ pub fn arch(root: &SysRoot) -> String {
                 .flatten()
                 .and_then(|u| u.machine().to_str().map(str::to_string))
         })
-        .unwrap_or_else(|| "unknown".to_string())
+        .map_or_else(HostArch::default, HostArch::from)
 }
 
 pub fn kernel_release(root: &SysRoot) -> Option<String> {

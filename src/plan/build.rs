@@ -4,10 +4,7 @@ use std::fmt::Write as _;
 
 use super::memory::{plan_memory, InstallerSize, RootFsSpace};
 use super::target::choose_target;
-use super::{
-    guard, FlakeTarget, GuardResult, InstallerPlan, NixPlan, Plan, ReportPlan, UpdatePlan,
-    PLAN_VERSION,
-};
+use super::{guard, FlakeTarget, GuardResult, NixPlan, Plan, ReportPlan, UpdatePlan, PLAN_VERSION};
 use crate::config::{Arch, ValidConfig};
 use crate::facts::Facts;
 use crate::provider::ProviderKind;
@@ -29,17 +26,6 @@ pub struct PlanEnv {
     /// The filesystem under the run marker, where stage 1 stages when RAM is short; `None`
     /// when not inspected (a fixture root).
     pub rootfs: Option<RootFsSpace>,
-}
-
-/// The installer's URL (with `{arch}` resolved) and its pin for the machine's `uname -m`.
-pub fn installer_plan(config: &ValidConfig, uname_arch: &str) -> InstallerPlan {
-    let arch = Arch::from_uname(uname_arch);
-    InstallerPlan {
-        url: arch
-            .and_then(|a| config.installer.url.resolve(a).ok())
-            .unwrap_or_else(|| config.installer.url.template().to_string()),
-        sha256: arch.and_then(|a| config.installer.sha256_for(a)).cloned(),
-    }
 }
 
 pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan {
@@ -70,7 +56,7 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
 
     let flake = match config
         .flake
-        .target(&host.arch, provider.as_str(), &short_host)
+        .target(host.arch.as_str(), provider.as_str(), &short_host)
     {
         Ok(target) => FlakeTarget {
             reference: target.reference,
@@ -94,13 +80,12 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         }
     };
 
-    let installer = installer_plan(config, &host.arch);
-    guards.push(guard::installer_pinned(
-        installer.sha256.as_ref().map(|s| s.as_hex()),
-        config.installer.allow_unpinned,
-        config.installer.is_default,
-    ));
-    guards.push(guard::installer_url(&installer.url));
+    // An arch nixos-lift does not install has no installer; the arch guard refuses it.
+    let installer = host.arch.installable().and_then(|arch| {
+        let (installer, config_guards) = guard::installer_for(&config.installer, arch);
+        guards.extend(config_guards);
+        installer
+    });
 
     let mut keys: Vec<String> = Vec::new();
     let metadata_keys = cloud
@@ -124,7 +109,7 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
     Plan {
         version: PLAN_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
-        arch: host.arch.clone(),
+        arch: host.arch.installable(),
         firmware: host.firmware,
         provider,
         instance_id: cloud.and_then(|c| c.instance_id.clone()),
@@ -181,7 +166,7 @@ impl Plan {
         let _ = writeln!(
             out,
             "machine: {} {} on {}, instance {}, hostname {}",
-            self.arch,
+            self.arch.map_or("unsupported arch", Arch::as_str),
             format!("{:?}", self.firmware).to_lowercase(),
             self.provider,
             self.instance_id.as_deref().unwrap_or("-"),
@@ -210,15 +195,22 @@ impl Plan {
         if let Some(system) = &self.system {
             let _ = writeln!(out, "system: {system}");
         }
-        let _ = writeln!(
-            out,
-            "installer: {} (sha256 {})",
-            self.installer.url,
-            self.installer
-                .sha256
-                .as_ref()
-                .map_or("not pinned", |s| s.as_hex())
-        );
+        match &self.installer {
+            Some(installer) => {
+                let _ = writeln!(
+                    out,
+                    "installer: {} (sha256 {})",
+                    installer.url,
+                    installer
+                        .sha256
+                        .as_ref()
+                        .map_or("not pinned", |s| s.as_hex())
+                );
+            }
+            None => {
+                let _ = writeln!(out, "installer: none");
+            }
+        }
         let _ = writeln!(
             out,
             "kernel command line: {}",

@@ -3,13 +3,10 @@
 
 use std::net::IpAddr;
 
-use super::GuardResult;
-use crate::config::{Arch, Installer};
+use super::{GuardResult, InstallerPlan};
+use crate::config::{Arch, Installer, InstallerSource};
 use crate::facts::{Facts, HostFacts};
 use crate::refusal::{Guard, Refusal};
-
-/// Architectures with an installer.
-pub const SUPPORTED_ARCHES: [&str; 2] = ["x86_64", "aarch64"];
 
 fn ok(name: Guard, found: impl Into<String>, needed: impl Into<String>) -> GuardResult {
     GuardResult {
@@ -49,9 +46,9 @@ pub fn root(euid: u32) -> GuardResult {
 pub fn arch(host: &HostFacts) -> GuardResult {
     check(
         Guard::Arch,
-        SUPPORTED_ARCHES.contains(&host.arch.as_str()),
-        host.arch.clone(),
-        SUPPORTED_ARCHES.join(" or "),
+        host.arch.installable().is_some(),
+        host.arch.to_string(),
+        Arch::ALL.map(Arch::as_str).join(" or "),
         "use an x86_64 or aarch64 instance type",
     )
 }
@@ -149,8 +146,8 @@ const UPSTREAM_RELEASES: &str = "https://github.com/nix-community/nixos-images/r
 
 /// Not nixos-images' own release tarball: stage 1 would download it and then refuse it
 /// (`installer-stage2`), as nothing in it would install the flake after the kexec.
-pub fn installer_not_upstream(url: &str) -> GuardResult {
-    let upstream = url.starts_with(UPSTREAM_RELEASES);
+pub fn installer_not_upstream(url: &InstallerSource) -> GuardResult {
+    let upstream = url.as_str().starts_with(UPSTREAM_RELEASES);
     check(
         Guard::InstallerStage2,
         !upstream,
@@ -165,22 +162,44 @@ pub fn installer_not_upstream(url: &str) -> GuardResult {
     )
 }
 
-/// The guards the config alone decides for machines of `arch`: a refusal here is one stage 1
-/// makes on every such machine, so `config check` and `user-data` report it before any exists.
+/// The installer for machines of `arch`, and the guards the config alone decides for them: a
+/// refusal here is one stage 1 makes on every such machine, so `config check` and `user-data`
+/// report it before any exists. No installer when its URL does not resolve.
+pub fn installer_for(
+    installer: &Installer,
+    arch: Arch,
+) -> (Option<InstallerPlan>, Vec<GuardResult>) {
+    let sha256 = installer.sha256_for(arch);
+    let pinned = installer_pinned(
+        sha256.map(|s| s.as_hex()),
+        installer.allow_unpinned,
+        installer.is_default,
+    );
+    match installer.url.resolve(arch) {
+        Ok(url) => {
+            let guards = vec![pinned, installer_url(&url), installer_not_upstream(&url)];
+            let plan = InstallerPlan {
+                url,
+                sha256: sha256.cloned(),
+            };
+            (Some(plan), guards)
+        }
+        Err(e) => {
+            let unresolved = check(
+                Guard::InstallerUrl,
+                false,
+                format!("{}: {e}", installer.url.template()),
+                URL_NEEDED,
+                "set installer.url to the installer's URL",
+            );
+            (None, vec![pinned, unresolved])
+        }
+    }
+}
+
+/// [`installer_for`]'s guards.
 pub fn config_guards(installer: &Installer, arch: Arch) -> Vec<GuardResult> {
-    let url = installer
-        .url
-        .resolve(arch)
-        .unwrap_or_else(|_| installer.url.template().to_string());
-    vec![
-        installer_pinned(
-            installer.sha256_for(arch).map(|s| s.as_hex()),
-            installer.allow_unpinned,
-            installer.is_default,
-        ),
-        installer_url(&url),
-        installer_not_upstream(&url),
-    ]
+    installer_for(installer, arch).1
 }
 
 /// What stage 1 would refuse on each architecture for the config's reasons alone.
@@ -246,20 +265,21 @@ impl ConfigRefusals {
 }
 
 /// https only; `file:` and plain http to a loopback or link-local address for rehearsals.
-pub fn installer_url(url: &str) -> GuardResult {
+const URL_NEEDED: &str =
+    "https://, or for rehearsals file:// or http:// to a loopback or link-local address";
+
+pub fn installer_url(url: &InstallerSource) -> GuardResult {
     check(
         Guard::InstallerUrl,
         url_allowed(url),
         url.to_string(),
-        "https://, or for rehearsals file:// or http:// to a loopback or link-local address",
+        URL_NEEDED,
         "serve the installer over https",
     )
 }
 
-pub fn url_allowed(url: &str) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return false;
-    };
+pub fn url_allowed(url: &InstallerSource) -> bool {
+    let parsed = url.url();
     match parsed.scheme() {
         "https" => parsed.host().is_some(),
         "file" => true,
@@ -444,6 +464,11 @@ mod tests {
         assert_eq!(ConfigRefusals::of(&fine).usable(), Arch::ALL);
     }
 
+    /// Parsed as the plan would carry it, then judged by the guard.
+    fn allowed(url: &str) -> bool {
+        InstallerSource::try_from(url.to_string()).is_ok_and(|u| url_allowed(&u))
+    }
+
     #[test]
     fn url_policy() {
         for good in [
@@ -455,7 +480,7 @@ mod tests {
             "http://169.254.10.10/i.tar.gz",
             "http://[fe80::1]/i.tar.gz",
         ] {
-            assert!(url_allowed(good), "{good}");
+            assert!(allowed(good), "{good}");
         }
         for bad in [
             "http://example.org/i.tar.gz",
@@ -465,8 +490,9 @@ mod tests {
             "https://",
             "not a url",
         ] {
-            assert!(!url_allowed(bad), "{bad}");
+            assert!(!allowed(bad), "{bad}");
         }
-        assert!(!installer_url("http://example.org/x").ok);
+        let plain_http = InstallerSource::try_from("http://example.org/x".to_string()).unwrap();
+        assert!(!installer_url(&plain_http).ok);
     }
 }

@@ -10,25 +10,28 @@ pub mod network;
 pub mod networkd;
 pub mod target;
 
-pub use build::{installer_plan, plan_install, PlanEnv};
+pub use build::{plan_install, PlanEnv};
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::FlakeTarget;
-use crate::config::{HttpUrl, Sha256, StorePath, TimeSpan, TrustedPublicKey};
+use crate::config::{
+    Arch, HttpUrl, InstallerSource, Sha256, StorePath, TimeSpan, TrustedPublicKey,
+};
 use crate::facts::Firmware;
 use crate::provider::ProviderKind;
 use crate::refusal::{Guard, Refusal};
 
 /// Schema version of `plan.json`; bump on any incompatible change.
-pub const PLAN_VERSION: u32 = 3;
+pub const PLAN_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
     pub version: u32,
     /// Version of the agent that made the plan.
     pub agent_version: String,
-    pub arch: String,
+    /// `None` when the machine's arch is not one nixos-lift installs (the `arch` guard refuses).
+    pub arch: Option<Arch>,
     pub firmware: Firmware,
     pub provider: ProviderKind,
     pub instance_id: Option<String>,
@@ -40,7 +43,8 @@ pub struct Plan {
     pub flake: FlakeTarget,
     /// Prebuilt system store path (fleet mode): skip evaluation.
     pub system: Option<StorePath>,
-    pub installer: InstallerPlan,
+    /// `None` when there is no installer for this machine (a guard on it refused).
+    pub installer: Option<InstallerPlan>,
     /// The installer's size, the RAM the takeover needs and where stage 1 stages it.
     #[serde(default)]
     pub memory: Option<memory::MemoryPlan>,
@@ -90,8 +94,7 @@ pub struct OtherDisk {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct InstallerPlan {
-    /// With `{arch}` resolved.
-    pub url: String,
+    pub url: InstallerSource,
     pub sha256: Option<Sha256>,
 }
 

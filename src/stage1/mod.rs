@@ -6,13 +6,13 @@ pub mod staging;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::config::ValidConfig;
+use crate::config::{Arch, ValidConfig};
 use crate::facts::Facts;
 use crate::fetch::extract::Installer;
 use crate::host::{self, SysRoot};
 use crate::phase::{Phase, Phases};
 use crate::plan::memory::MemoryPlan;
-use crate::plan::{plan_install, Plan, PlanEnv};
+use crate::plan::{guard, plan_install, InstallerPlan, Plan, PlanEnv};
 use crate::provider::{ProbeOptions, ProviderKind};
 use crate::refusal::{Guard, Refusal};
 use crate::report::{RemoteTargets, Reporter};
@@ -69,9 +69,13 @@ pub fn make_plan(
     facts.cloud = Some(crate::provider::identify_blocking(&facts, root, metadata)?);
     let mut env = gather_env(root);
     // Only this machine's own run asks the server; a fixture root plans with an assumed size.
-    let installer = crate::plan::installer_plan(config, &facts.host.arch);
-    if root.is_host() && crate::plan::guard::url_allowed(&installer.url) {
-        env.installer_size = Some(crate::fetch::installer_size(&installer.url));
+    let installer = facts
+        .host
+        .arch
+        .installable()
+        .and_then(|arch| guard::installer_for(&config.installer, arch).0);
+    if let Some(installer) = installer.filter(|i| root.is_host() && guard::url_allowed(&i.url)) {
+        env.installer_size = Some(crate::fetch::installer_size(installer.url.as_str()));
     }
     let plan = plan_install(&facts, config, &env);
     if config.system.is_none() && facts.host.memory_bytes < EVALUATION_MEMORY {
@@ -101,12 +105,12 @@ pub fn refusal(plan: &Plan) -> Option<Error> {
 
 /// Stage 1's download, verification and unpacking on their own (`nixos-lift fetch-installer`).
 pub fn fetch_installer(
-    url: &str,
+    url: &crate::config::InstallerSource,
     sha256: Option<&crate::config::Sha256>,
     dest: &std::path::Path,
 ) -> Result<FetchSummary> {
     let fetched = crate::fetch::fetch_installer(
-        url,
+        url.as_str(),
         sha256.map(|s| s.as_hex()),
         dest,
         crate::fetch::DEFAULT_MAX_BYTES,
@@ -276,7 +280,15 @@ struct Takeover<'a> {
     fetch_cpu: Duration,
 }
 
-/// What the plan phase prepared for the download: the run marker and the staging.
+/// What the plan phase hands on: a plan without refusals, and its arch and installer.
+struct Planned {
+    facts: Facts,
+    plan: Plan,
+    arch: Arch,
+    installer: InstallerPlan,
+}
+
+/// What the prepare phase made ready for the download: the run marker and the staging.
 struct Prepared {
     marker: std::path::PathBuf,
     attempts: u32,
@@ -287,9 +299,14 @@ struct Prepared {
 
 impl Takeover<'_> {
     fn run(&mut self) -> Result<()> {
-        let (facts, mut plan) = self.plan()?;
+        let Planned {
+            facts,
+            mut plan,
+            arch,
+            installer: source,
+        } = self.plan()?;
         let prepared = self.prepare(&plan)?;
-        let installer = self.download(&mut plan, &prepared)?;
+        let installer = self.download(&mut plan, arch, &source, &prepared)?;
         let systemd = facts.host.systemd;
         self.handoff(facts, plan, &installer)?;
         if self.args.rehearse {
@@ -304,7 +321,7 @@ impl Takeover<'_> {
     }
 
     /// Facts, cloud and plan; the remote targets are known once the plan names the cloud.
-    fn plan(&mut self) -> Result<(Facts, Plan)> {
+    fn plan(&mut self) -> Result<Planned> {
         self.phases.begin(
             RunPhase::Plan,
             "identifying this machine and its cloud, and checking the guards",
@@ -322,9 +339,21 @@ impl Takeover<'_> {
         // The stock image's network is up.
         self.phases.reporter.network_ready();
         let (facts, plan) = planned?;
-        match refusal(&plan) {
-            Some(err) => Err(err),
-            None => Ok((facts, plan)),
+        if let Some(err) = refusal(&plan) {
+            return Err(err);
+        }
+        // Without refusals both are there: the arch guard and the installer's guards see to it.
+        match (plan.arch, plan.installer.clone()) {
+            (Some(arch), Some(installer)) => Ok(Planned {
+                facts,
+                plan,
+                arch,
+                installer,
+            }),
+            _ => Err(Error::refused(
+                "install NixOS",
+                guard::arch(&facts.host).refusal(),
+            )),
         }
     }
 
@@ -372,24 +401,27 @@ impl Takeover<'_> {
     }
 
     /// Downloads, verifies and unpacks the installer into the staging; records its command line.
-    fn download(&mut self, plan: &mut Plan, prepared: &Prepared) -> Result<Installer> {
+    fn download(
+        &mut self,
+        plan: &mut Plan,
+        arch: Arch,
+        source: &InstallerPlan,
+        prepared: &Prepared,
+    ) -> Result<Installer> {
         self.phases.begin(
             RunPhase::Download,
-            &format!(
-                "downloading and verifying the installer {}",
-                plan.installer.url
-            ),
+            &format!("downloading and verifying the installer {}", source.url),
         );
         let before_fetch = usage();
         let installer = crate::fetch::fetch_installer(
-            &plan.installer.url,
-            plan.installer.sha256.as_ref().map(|s| s.as_hex()),
+            source.url.as_str(),
+            source.sha256.as_ref().map(|s| s.as_hex()),
             &prepared.staged.path().join("installer"),
             crate::fetch::DEFAULT_MAX_BYTES,
         )?
         .installer;
         self.fetch_cpu = usage().0.saturating_sub(before_fetch.0);
-        crate::fetch::extract::check_kernel(&installer.kernel, &plan.arch)?;
+        crate::fetch::extract::check_kernel(&installer.kernel, arch)?;
         // An installer without stage 2 would boot and sit there: nothing would install.
         crate::fetch::extract::require_stage2(&installer)?;
         tracing::info!(
