@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Arch;
+use crate::config::{Arch, AuthorizedKey};
 
 /// Schema version of `facts.json`; bump on any incompatible change.
 pub const FACTS_VERSION: u32 = 1;
@@ -333,7 +333,7 @@ pub struct CloudFacts {
     pub zone: Option<String>,
     pub instance_type: Option<String>,
     /// Validated OpenSSH public keys, deduplicated, options stripped.
-    pub ssh_keys: Vec<String>,
+    pub ssh_keys: Vec<AuthorizedKey>,
     /// Static network configuration published by the provider, matched to local NICs by MAC.
     pub network: Vec<CloudInterface>,
     pub user_data_present: bool,

@@ -199,10 +199,13 @@ pub fn check_authorized_key(line: &str) -> Result<(), String> {
 /// Debian and Ubuntu cloud images) is dropped with an info note, since its owner did not mean it
 /// as a root login and NixOS would otherwise get it as one or keep the forced command. Keys
 /// with other options (`from=`, `no-port-forwarding`) keep them. Neither log line echoes a key.
-pub fn keep_valid(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<String> {
+pub fn keep_valid(
+    keys: impl IntoIterator<Item = String>,
+    source: &str,
+) -> Vec<crate::config::AuthorizedKey> {
     keep_parsed(keys, source)
         .into_iter()
-        .map(|(line, _)| line)
+        .filter_map(|(line, _)| crate::config::AuthorizedKey::try_from(line).ok())
         .collect()
 }
 
@@ -235,7 +238,10 @@ fn keep_parsed(
 /// Keys from a metadata service, ready for `authorized_keys`: filtered by [`keep_valid`], in
 /// canonical form (options kept), and a key whose material repeats an earlier one dropped (the
 /// first comment wins).
-pub fn normalise(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<String> {
+pub fn normalise(
+    keys: impl IntoIterator<Item = String>,
+    source: &str,
+) -> Vec<crate::config::AuthorizedKey> {
     let mut seen: Vec<ssh_key::public::KeyData> = Vec::new();
     let mut out = Vec::new();
     for (_, key) in keep_parsed(keys, source) {
@@ -243,7 +249,10 @@ pub fn normalise(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<St
             continue;
         }
         seen.push(key.key_data().clone());
-        if let Some(line) = key.to_line() {
+        if let Some(line) = key
+            .to_line()
+            .and_then(|line| crate::config::AuthorizedKey::try_from(line).ok())
+        {
             out.push(line);
         }
     }
@@ -254,6 +263,10 @@ pub fn normalise(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<St
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn lines(keys: Vec<crate::config::AuthorizedKey>) -> Vec<String> {
+        keys.iter().map(|k| k.as_str().to_string()).collect()
+    }
 
     const ED25519: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEunXUWoE3A6zk86TPr42nbDznvqip66kPipFRzqqkr4 me@laptop";
@@ -285,7 +298,10 @@ mod tests {
             assert_eq!(key.restriction(), Some("command"), "{line}");
             assert_eq!(check_authorized_key(line), Ok(()));
         }
-        assert_eq!(keep_valid([debian, ubuntu], "test"), Vec::<String>::new());
+        assert_eq!(
+            lines(keep_valid([debian, ubuntu], "test")),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -314,7 +330,10 @@ mod tests {
             );
         }
         assert_eq!(
-            keep_valid([from.clone(), no_fwd.clone(), ECDSA.to_string()], "test"),
+            lines(keep_valid(
+                [from.clone(), no_fwd.clone(), ECDSA.to_string()],
+                "test"
+            )),
             vec![from, no_fwd, ECDSA.to_string()]
         );
     }
@@ -382,7 +401,7 @@ mod tests {
     #[test]
     fn keep_valid_drops_only_the_bad_ones() {
         let kept = keep_valid([ED25519.to_string(), "junk".to_string()], "test");
-        assert_eq!(kept, vec![ED25519.to_string()]);
+        assert_eq!(lines(kept), vec![ED25519.to_string()]);
     }
 
     #[test]
@@ -399,6 +418,6 @@ mod tests {
             ],
             "test",
         );
-        assert_eq!(keys, vec![with_options, ECDSA.to_string()]);
+        assert_eq!(lines(keys), vec![with_options, ECDSA.to_string()]);
     }
 }

@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 const GIB: u64 = 1 << 30;
 const WEBHOOK_TOKEN: &str = "whk-SECRET-4711";
 const GIT_TOKEN: &str = "ghp_SECRET0815";
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoubleKeyForTests op@example";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEunXUWoE3A6zk86TPr42nbDznvqip66kPipFRzqqkr4 op@example";
 
 struct Rehearsal {
     dir: tempfile::TempDir,

@@ -219,7 +219,7 @@ impl Files {
         let candidates = plan
             .ssh_authorized_keys
             .iter()
-            .map(String::as_str)
+            .map(|k| k.as_str())
             .chain(file_keys.lines());
         for key in candidates.map(str::trim) {
             if !key.is_empty() && !key.starts_with('#') && !authorized_keys.iter().any(|k| k == key)

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::memory::{plan_memory, InstallerSize, RootFsSpace};
 use super::target::choose_target;
 use super::{guard, FlakeTarget, GuardResult, NixPlan, Plan, ReportPlan, UpdatePlan, PLAN_VERSION};
-use crate::config::{Arch, ValidConfig};
+use crate::config::{Arch, AuthorizedKey, ValidConfig};
 use crate::facts::Facts;
 use crate::provider::ProviderKind;
 
@@ -18,7 +18,7 @@ pub struct PlanEnv {
     /// `/sys/kernel/security/ima/policy` has a `KEXEC_KERNEL_CHECK` appraise rule.
     pub ima_kexec_appraise: bool,
     /// Keys already in root's authorized_keys.
-    pub root_keys: Vec<String>,
+    pub root_keys: Vec<AuthorizedKey>,
     /// The installer's size, asked before the download; `None` assumes one (and says so).
     pub installer_size: Option<InstallerSize>,
     /// The agent binary's size: the handoff carries it.
@@ -87,22 +87,20 @@ pub fn plan_install(facts: &Facts, config: &ValidConfig, env: &PlanEnv) -> Plan 
         installer
     });
 
-    let mut keys: Vec<String> = Vec::new();
+    let mut keys: Vec<AuthorizedKey> = Vec::new();
     let metadata_keys = cloud
         .filter(|_| config.ssh.use_metadata_keys)
-        .map(|c| c.ssh_keys.clone())
+        .map(|c| c.ssh_keys.as_slice())
         .unwrap_or_default();
     let all = config
         .ssh
         .authorized_keys
         .iter()
-        .map(|k| k.as_str().to_string())
         .chain(metadata_keys)
-        .chain(env.root_keys.iter().cloned());
+        .chain(&env.root_keys);
     for key in all {
-        let key = key.trim().to_string();
-        if !key.is_empty() && !keys.contains(&key) {
-            keys.push(key);
+        if !keys.contains(key) {
+            keys.push(key.clone());
         }
     }
 

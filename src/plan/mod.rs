@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::FlakeTarget;
 use crate::config::{
-    Arch, HttpUrl, InstallerSource, Sha256, StorePath, TimeSpan, TrustedPublicKey,
+    Arch, AuthorizedKey, HttpUrl, InstallerSource, Sha256, StorePath, TimeSpan, TrustedPublicKey,
 };
 use crate::facts::Firmware;
 use crate::provider::ProviderKind;
@@ -55,7 +55,7 @@ pub struct Plan {
     pub network: network::NetworkPlan,
     pub nix: NixPlan,
     pub report: ReportPlan,
-    pub ssh_authorized_keys: Vec<String>,
+    pub ssh_authorized_keys: Vec<AuthorizedKey>,
     pub reboot: bool,
     pub keep_host_keys: bool,
     /// Day 2 (`update` in the config); `None` when the installed system does not pull.

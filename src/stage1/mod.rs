@@ -612,7 +612,11 @@ fn build_payload(
         webhook_token: config.report.webhook_token.clone(),
     };
     Ok(Payload {
-        authorized_keys: plan.ssh_authorized_keys.clone(),
+        authorized_keys: plan
+            .ssh_authorized_keys
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect(),
         host_keys: read_host_keys(&root.join("/etc/ssh")),
         machine_id: root
             .read_string("/etc/machine-id")
