@@ -102,17 +102,11 @@ pub struct Config {
     source: Source,
 }
 
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 struct Source {
     file: PathBuf,
-    /// The raw text holds the secrets, so Debug leaves it out.
-    text: String,
-}
-
-impl std::fmt::Debug for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").field("file", &self.file).finish()
-    }
+    /// The raw text holds the secrets.
+    text: Secret,
 }
 
 /// `version`: must be [`CONFIG_VERSION`]; a file without it is read as that version.
@@ -291,7 +285,7 @@ impl Config {
             .map_err(|e| error::from_yaml(file.to_path_buf(), &text, e))?;
         config.source = Source {
             file: file.to_path_buf(),
-            text,
+            text: Secret::new(text),
         };
         Ok(config)
     }
@@ -304,7 +298,7 @@ impl Config {
     /// Checks the rules that span several keys and resolves the defaults.
     pub fn validate(self) -> crate::Result<ValidConfig> {
         self.check_rules().map_err(|invalid| {
-            let location = locate::locate(&self.source.text, &invalid.key);
+            let location = locate::locate(self.source.text.expose(), &invalid.key);
             ConfigError {
                 file: self.source.file.clone(),
                 location,

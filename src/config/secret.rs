@@ -24,6 +24,12 @@ impl<T: Zeroize> Secret<T> {
     }
 }
 
+impl<T: Zeroize + Default> Default for Secret<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
 impl<T: Zeroize> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
