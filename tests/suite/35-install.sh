@@ -60,9 +60,11 @@ printf 'nameserver 127.0.0.53\n' >"$work/root/etc/resolv.conf"
 : >"$work/kmsg"
 
 port=18099
+# The schema version stage 2 accepts, from the source, so the fixture follows a bump.
+plan_version=$(sed -n 's/^pub const PLAN_VERSION: u32 = \([0-9]*\);/\1/p' src/plan/mod.rs)
 write_handoff() { # FLAKE_URL
-    jq -n --arg url "$1" '{
-      version: 3, agent_version: "test", arch: "x86_64", firmware: "bios",
+    jq -n --arg url "$1" --argjson version "$plan_version" '{
+      version: $version, agent_version: "test", arch: "x86_64", firmware: "bios",
       provider: "digitalocean", instance_id: "netns-1", hostname: "netns",
       target: null, other_disks: [],
       flake: { reference: ($url + "#web"), url: $url, attr: "web" },
