@@ -1,12 +1,41 @@
 //! OpenSSH public keys, checked once for both sources: the config's `ssh.authorized_keys` and
 //! the keys a cloud's metadata service hands out.
 
+use serde::Serialize;
 use ssh_key::PublicKey;
+
+/// One checked `authorized_keys` line, kept as written (trimmed): an `ssh.authorized_keys`
+/// entry, a metadata key, or one of root's. In JSON, the line. Its checked `Deserialize` is the
+/// config's (`config::values::checked`), so a bad config entry is reported at its own column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct AuthorizedKey(String);
+
+impl TryFrom<String> for AuthorizedKey {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        ParsedKey::parse(&value)?;
+        Ok(Self(value.trim().to_string()))
+    }
+}
+
+impl From<AuthorizedKey> for String {
+    fn from(key: AuthorizedKey) -> String {
+        key.0
+    }
+}
+
+impl AuthorizedKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// One parsed `authorized_keys` line, as sshd(8) reads it (AUTHORIZED_KEYS FILE FORMAT): an
 /// optional options field, then the key type, the base64 key and an optional comment.
 #[derive(Debug, Clone)]
-pub struct AuthorizedKey {
+pub struct ParsedKey {
     /// The options field as written (`no-pty,from="10.0.0.0/8"`), if any.
     options: Option<String>,
     /// Each option's name, lowercased (sshd matches them case-insensitively).
@@ -55,7 +84,7 @@ const NOT_A_LOGIN: &[&str] = &[
     "principals",
 ];
 
-impl AuthorizedKey {
+impl ParsedKey {
     /// Parses one line; the error says what is wrong without echoing the line, which might be a
     /// private key pasted by mistake.
     pub fn parse(line: &str) -> Result<Self, String> {
@@ -188,9 +217,9 @@ fn truncate(s: &str) -> String {
     s.chars().take(32).collect()
 }
 
-/// Checks one `authorized_keys` line (see [`AuthorizedKey::parse`]).
+/// Checks one `authorized_keys` line (see [`ParsedKey::parse`]).
 pub fn check_authorized_key(line: &str) -> Result<(), String> {
-    AuthorizedKey::parse(line).map(|_| ())
+    ParsedKey::parse(line).map(|_| ())
 }
 
 /// The keys an image or a metadata service offers for root that nixos-lift carries into NixOS:
@@ -199,23 +228,17 @@ pub fn check_authorized_key(line: &str) -> Result<(), String> {
 /// Debian and Ubuntu cloud images) is dropped with an info note, since its owner did not mean it
 /// as a root login and NixOS would otherwise get it as one or keep the forced command. Keys
 /// with other options (`from=`, `no-port-forwarding`) keep them. Neither log line echoes a key.
-pub fn keep_valid(
-    keys: impl IntoIterator<Item = String>,
-    source: &str,
-) -> Vec<crate::config::AuthorizedKey> {
+pub fn keep_valid(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<AuthorizedKey> {
     keep_parsed(keys, source)
         .into_iter()
-        .filter_map(|(line, _)| crate::config::AuthorizedKey::try_from(line).ok())
+        .map(|(line, _)| AuthorizedKey(line))
         .collect()
 }
 
-fn keep_parsed(
-    keys: impl IntoIterator<Item = String>,
-    source: &str,
-) -> Vec<(String, AuthorizedKey)> {
+fn keep_parsed(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<(String, ParsedKey)> {
     keys.into_iter()
         .enumerate()
-        .filter_map(|(index, key)| match AuthorizedKey::parse(&key) {
+        .filter_map(|(index, key)| match ParsedKey::parse(&key) {
             Ok(parsed) => match parsed.restriction() {
                 Some(option) => {
                     tracing::info!(
@@ -238,10 +261,7 @@ fn keep_parsed(
 /// Keys from a metadata service, ready for `authorized_keys`: filtered by [`keep_valid`], in
 /// canonical form (options kept), and a key whose material repeats an earlier one dropped (the
 /// first comment wins).
-pub fn normalise(
-    keys: impl IntoIterator<Item = String>,
-    source: &str,
-) -> Vec<crate::config::AuthorizedKey> {
+pub fn normalise(keys: impl IntoIterator<Item = String>, source: &str) -> Vec<AuthorizedKey> {
     let mut seen: Vec<ssh_key::public::KeyData> = Vec::new();
     let mut out = Vec::new();
     for (_, key) in keep_parsed(keys, source) {
@@ -249,11 +269,8 @@ pub fn normalise(
             continue;
         }
         seen.push(key.key_data().clone());
-        if let Some(line) = key
-            .to_line()
-            .and_then(|line| crate::config::AuthorizedKey::try_from(line).ok())
-        {
-            out.push(line);
+        if let Some(line) = key.to_line() {
+            out.push(AuthorizedKey(line));
         }
     }
     out
@@ -264,7 +281,7 @@ pub fn normalise(
 mod tests {
     use super::*;
 
-    fn lines(keys: Vec<crate::config::AuthorizedKey>) -> Vec<String> {
+    fn lines(keys: Vec<AuthorizedKey>) -> Vec<String> {
         keys.iter().map(|k| k.as_str().to_string()).collect()
     }
 
@@ -294,7 +311,7 @@ mod tests {
         );
         let ubuntu = cloud_init_root("ubuntu", RSA);
         for line in [&debian, &ubuntu] {
-            let key = AuthorizedKey::parse(line).unwrap();
+            let key = ParsedKey::parse(line).unwrap();
             assert_eq!(key.restriction(), Some("command"), "{line}");
             assert_eq!(check_authorized_key(line), Ok(()));
         }
@@ -313,7 +330,7 @@ mod tests {
             format!("from=\"10.0.0.0/8\",command=\"/usr/bin/backup --to \\\"x,y\\\"\" {RSA}"),
             format!("cert-authority,principals=\"root,admin\" {ECDSA}"),
         ] {
-            let key = AuthorizedKey::parse(&line).unwrap();
+            let key = ParsedKey::parse(&line).unwrap();
             assert!(key.restriction().is_some(), "{line}");
         }
     }
@@ -324,7 +341,7 @@ mod tests {
         let no_fwd = format!("no-port-forwarding,no-agent-forwarding {ED25519}");
         for line in [&from, &no_fwd] {
             assert_eq!(
-                AuthorizedKey::parse(line).unwrap().restriction(),
+                ParsedKey::parse(line).unwrap().restriction(),
                 None,
                 "{line}"
             );

@@ -391,18 +391,7 @@ impl Default for TimeSpan {
     }
 }
 
-/// One `ssh.authorized_keys` entry, checked by [`crate::sshkey::check_authorized_key`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthorizedKey(String);
-
-impl TryFrom<String> for AuthorizedKey {
-    type Error = String;
-
-    fn try_from(value: String) -> Result<Self, String> {
-        crate::sshkey::check_authorized_key(&value)?;
-        Ok(Self(value.trim().to_string()))
-    }
-}
+pub use crate::sshkey::AuthorizedKey;
 
 /// A host name key of `nix.access_tokens`, as Nix's `access-tokens` setting takes it
 /// (`github.com`, `gitlab.example.com`, optionally `host/path`).
@@ -484,13 +473,7 @@ macro_rules! string_access {
     )*};
 }
 
-string_access!(
-    TrustedPublicKey,
-    StorePath,
-    AuthorizedKey,
-    TokenHost,
-    TimeSpan
-);
+string_access!(TrustedPublicKey, StorePath, TokenHost, TimeSpan);
 
 /// `impl Serialize` as the checked string, so a value that travels in `plan.json` reads back
 /// through the same check ([`deserialize_checked`]).
@@ -511,7 +494,6 @@ serialize_as_str!(
     InstallerSource,
     TrustedPublicKey,
     StorePath,
-    AuthorizedKey,
     TokenHost,
     TimeSpan
 );
@@ -525,9 +507,9 @@ deserialize_checked!(
     HttpUrl,
     TrustedPublicKey,
     StorePath,
-    AuthorizedKey,
     TokenHost,
     TimeSpan,
+    AuthorizedKey,
 );
 
 #[cfg(test)]
