@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::fetch::extract::Layout;
 use nixos_lift::fetch::{fetch_installer, hex};
 
 mod common;
@@ -101,7 +102,7 @@ fn nixos_images_layout_keeps_only_what_stage1_uses() {
     )
     .unwrap();
     let inst = got.installer;
-    assert_eq!(inst.layout, "nixos-images");
+    assert_eq!(inst.layout, Layout::NixosImages);
     assert_eq!(
         inst.cmdline,
         "init=/nix/store/x-system/init console=tty0 console=ttyS0,115200"
@@ -141,7 +142,7 @@ fn manifest_layout_sorted_after_the_kernel() {
     )
     .unwrap()
     .installer;
-    assert_eq!(inst.layout, "nixos-lift manifest");
+    assert_eq!(inst.layout, Layout::Manifest);
     assert_eq!(inst.cmdline, "init=/nix/store/y/init console=ttyS0,115200");
     assert!(inst.kexec_tool.is_none());
     assert!(inst.kernel.ends_with("kexec/Image"));

@@ -47,19 +47,40 @@ pub struct Installer {
     pub cmdline: String,
     /// The tarball's static kexec-tools, when it has one (fallback to `kexec_load`).
     pub kexec_tool: Option<PathBuf>,
-    pub layout: &'static str,
+    pub layout: Layout,
 }
 
-/// [`Installer::layout`] of nixos-lift's own installer: `kexec/manifest.json`, and stage 2 in it.
-pub const LAYOUT_MANIFEST: &str = "nixos-lift manifest";
-/// [`Installer::layout`] of nixos-images' upstream kexec tarball: `kexec/run`, no stage 2.
-pub const LAYOUT_NIXOS_IMAGES: &str = "nixos-images";
+/// The two installer tarball layouts `fetch-installer` reads. In JSON and logs, its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Layout {
+    /// nixos-lift's own installer: `kexec/manifest.json`, and stage 2 in it.
+    #[serde(rename = "nixos-lift manifest")]
+    Manifest,
+    /// nixos-images' upstream kexec tarball: `kexec/run`, no stage 2.
+    #[serde(rename = "nixos-images")]
+    NixosImages,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manifest => "nixos-lift manifest",
+            Self::NixosImages => "nixos-images",
+        }
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl Installer {
     /// Whether the installer boots into nixos-lift's stage 2 (only nixos-lift's own layout
     /// does; nixos-images' upstream one would sit in the installer and install nothing).
     pub fn has_stage2(&self) -> bool {
-        self.layout == LAYOUT_MANIFEST
+        self.layout == Layout::Manifest
     }
 }
 
@@ -182,7 +203,7 @@ pub fn resolve(dir: &Path) -> Result<Installer> {
             initrd: inside(&m.initrd)?,
             cmdline: m.cmdline.trim().to_string(),
             kexec_tool: m.kexec.as_deref().map(inside).transpose()?,
-            layout: LAYOUT_MANIFEST,
+            layout: Layout::Manifest,
         }
     } else {
         let run = std::fs::read_to_string(inside("kexec/run")?)
@@ -198,7 +219,7 @@ pub fn resolve(dir: &Path) -> Result<Installer> {
             initrd: inside("kexec/initrd")?,
             cmdline,
             kexec_tool: inside("kexec/kexec").ok(),
-            layout: LAYOUT_NIXOS_IMAGES,
+            layout: Layout::NixosImages,
         }
     };
     Ok(installer)
@@ -858,7 +879,7 @@ nohup sh -c "sleep 6 && '$SCRIPT_DIR/kexec' -e ${{kexec_extra_flags}}" &
         .unwrap();
         let installer = resolve(dir.path()).unwrap();
         assert_eq!(installer.cmdline, format!("{INIT} console=ttyS0,115200"));
-        assert_eq!(installer.layout, LAYOUT_NIXOS_IMAGES);
+        assert_eq!(installer.layout, Layout::NixosImages);
         assert!(!installer.has_stage2());
         let err = require_stage2(&installer).unwrap_err();
         assert_eq!(err.reason(), "installer-stage2");

@@ -425,7 +425,7 @@ impl Takeover<'_> {
         // An installer without stage 2 would boot and sit there: nothing would install.
         crate::fetch::extract::require_stage2(&installer)?;
         tracing::info!(
-            layout = installer.layout,
+            layout = installer.layout.as_str(),
             "installer unpacked; kernel command line: {}",
             installer.cmdline
         );
