@@ -73,9 +73,23 @@ pub enum Error {
         program: String,
         status: std::process::ExitStatus,
     },
-    /// Loading or jumping into the installer kernel failed; `call` names the syscall or tool.
-    #[error("{call}: {why}")]
-    Kexec { call: String, why: String },
+    /// Loading or jumping into the installer kernel failed: `call` is the syscall or tool,
+    /// `errno` the kernel's answer when it gave one, `detail` what it means here.
+    #[error("{call}: {detail}")]
+    Kexec {
+        call: &'static str,
+        errno: Option<i32>,
+        detail: String,
+    },
+    /// A network operation failed for good: its retries spent, or a failure retrying cannot
+    /// fix (TLS, a resume the server answered wrongly, a file gone mid-download). `what` is the
+    /// request (`GET url`) or the wait.
+    #[error("{what}: {why}")]
+    Network { what: String, why: String },
+    /// The installer tarball is not one stage 1 can boot: a layout, manifest or size it does
+    /// not accept. Nothing was booted; the staging is removed.
+    #[error("{0}")]
+    Installer(String),
     /// A value could not be written as JSON or YAML (`what` names the file or format).
     #[error("encoding {what}: {message}")]
     Encoding { what: &'static str, message: String },
@@ -119,7 +133,18 @@ impl Error {
             Self::Subprocess { .. } => "subprocess",
             Self::Kexec { .. } => "kexec",
             Self::Encoding { .. } => "encoding",
+            Self::Network { .. } => "network",
+            Self::Installer(_) => "installer-invalid",
             Self::Other(_) => "failure",
+        }
+    }
+
+    /// The kernel's errno behind the error, when there is one: the journal's `ERRNO=` field.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Kexec { errno, .. } => *errno,
+            Self::Io { source, .. } => source.raw_os_error(),
+            _ => None,
         }
     }
 

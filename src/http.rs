@@ -483,10 +483,7 @@ impl Client {
         started: Instant,
     ) -> Result<()> {
         if failures >= self.policy.max_attempts {
-            return Err(Error::Other(format!(
-                "{} {}: {why} ({failures} attempts)",
-                req.method, req.url
-            )));
+            return Err(network(req, format!("{why} ({failures} attempts)")));
         }
         let pause = after
             .map(|a| a.min(self.policy.retry_after_max))
@@ -535,10 +532,10 @@ impl Client {
                 }
                 Ok(Step::Absent) if body.delivered == 0 => return Ok(None),
                 Ok(Step::Absent) => {
-                    return Err(Error::Other(format!(
-                        "GET {}: the file vanished (404) after {} bytes",
-                        req.url, body.delivered
-                    )))
+                    return Err(network(
+                        req,
+                        format!("the file vanished (404) after {} bytes", body.delivered),
+                    ))
                 }
                 Ok(Step::Retry { status, after }) => (after, format!("HTTP {status}")),
                 Err(Failure::Transient(why)) => (None, why),
@@ -576,10 +573,13 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 if !range.starts_with(&format!("bytes {}-", body.delivered)) {
-                    return Err(Failure::Fatal(Error::Other(format!(
-                        "GET {}: asked to resume at byte {}, the server sent {range:?}",
-                        req.url, body.delivered
-                    ))));
+                    return Err(Failure::Fatal(network(
+                        req,
+                        format!(
+                            "asked to resume at byte {}, the server sent {range:?}",
+                            body.delivered
+                        ),
+                    )));
                 }
             } else {
                 debug!(url = %req.url, "http: the server ignored Range; skipping the bytes already delivered");
@@ -784,12 +784,10 @@ enum Failure {
 
 fn transport(req: &Request, err: &reqwest::Error) -> Failure {
     match classify_error(err) {
-        Outcome::Fatal => Failure::Fatal(Error::Other(format!(
-            "{} {}: {}",
-            req.method,
-            req.url,
-            tls_failure(err).unwrap_or_else(|| error_chain(err))
-        ))),
+        Outcome::Fatal => Failure::Fatal(network(
+            req,
+            tls_failure(err).unwrap_or_else(|| error_chain(err)),
+        )),
         _ => Failure::Transient(error_chain(err)),
     }
 }
@@ -826,6 +824,13 @@ fn timeout(req: &Request, deadline: Deadline, last: Option<&str>) -> Error {
         what: format!("{} {}", req.method, req.url),
         after: deadline.budget(),
         last: last.map(str::to_owned),
+    }
+}
+
+fn network(req: &Request, why: String) -> Error {
+    Error::Network {
+        what: format!("{} {}", req.method, req.url),
+        why,
     }
 }
 

@@ -43,8 +43,9 @@ pub fn load(
     else {
         log_dmesg_tail();
         return Err(Error::Kexec {
-            call: "loading the installer kernel with kexec_file_load".into(),
-            why: format!("{why}; nothing changed"),
+            call: "loading the installer kernel with kexec_file_load",
+            errno: Some(errno),
+            detail: format!("{why}; nothing changed"),
         });
     };
     tracing::warn!(
@@ -70,8 +71,9 @@ pub fn load(
     if !status.success() {
         log_dmesg_tail();
         return Err(Error::Kexec {
-            call: "loading the installer kernel with kexec_load".into(),
-            why: format!("{} {status}; nothing changed", tool.display()),
+            call: "loading the installer kernel with kexec_load",
+            errno: None,
+            detail: format!("{} {status}; nothing changed", tool.display()),
         });
     }
     tracing::info!(method = "kexec_load", "installer kernel loaded");
@@ -138,9 +140,10 @@ pub fn jump(systemd: bool) -> Result<()> {
         }
     }
     nix::unistd::sync();
-    let err = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_KEXEC);
+    let Err(err) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_KEXEC);
     Err(Error::Kexec {
-        call: "reboot(LINUX_REBOOT_CMD_KEXEC)".into(),
-        why: format!("{err:?}"),
+        call: "reboot(LINUX_REBOOT_CMD_KEXEC)",
+        errno: Some(err as i32),
+        detail: err.desc().to_string(),
     })
 }

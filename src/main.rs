@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match nixos_lift::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(reason = err.reason(), "{err}");
+            tracing::error!(reason = err.reason(), errno = err.errno(), "{err}");
             ExitCode::from(err.exit_code())
         }
     }

@@ -20,6 +20,7 @@ pub enum Guard {
     TargetDisk,
     FlakeReference,
     // Stage 1 at run time.
+    RunLock,
     RunMarker,
     InstallerStage2,
     Arm64Image,
@@ -51,6 +52,7 @@ impl Guard {
             Self::Memory => "memory",
             Self::TargetDisk => "target-disk",
             Self::FlakeReference => "flake-reference",
+            Self::RunLock => "run-lock",
             Self::RunMarker => "run-marker",
             Self::InstallerStage2 => "installer-stage2",
             Self::Arm64Image => "arm64-image",

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use assert_cmd::cargo::CommandCargoExt;
+use nixos_lift::config::{InstallerSource, Sha256};
 use nixos_lift::fetch::extract::Layout;
 use nixos_lift::fetch::{fetch_installer, hex};
 
@@ -48,6 +49,15 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 fn digest(bytes: &[u8]) -> String {
     hex(&sha2::Sha256::digest(bytes))
+}
+
+/// [`fetch_installer`]'s pin and source, checked as the config checks them.
+fn pin(hex: String) -> Sha256 {
+    Sha256::try_from(hex).unwrap()
+}
+
+fn source(url: String) -> InstallerSource {
+    InstallerSource::try_from(url).unwrap()
 }
 
 /// Writes `bytes` as a file and returns its `file://` URL.
@@ -95,8 +105,8 @@ fn nixos_images_layout_keeps_only_what_stage1_uses() {
     let tb = nixos_images(b"kernel", b"initrd");
     let staging = dir.path().join("staging");
     let got = fetch_installer(
-        &local(dir.path(), &tb),
-        Some(&digest(&tb)),
+        &source(local(dir.path(), &tb)),
+        Some(&pin(digest(&tb))),
         &staging,
         1 << 30,
     )
@@ -135,8 +145,8 @@ fn manifest_layout_sorted_after_the_kernel() {
     ]);
     let staging = dir.path().join("staging");
     let inst = fetch_installer(
-        &local(dir.path(), &tb),
-        Some(&digest(&tb)),
+        &source(local(dir.path(), &tb)),
+        Some(&pin(digest(&tb))),
         &staging,
         1 << 30,
     )
@@ -155,14 +165,14 @@ fn missing_kernel_is_an_error_and_leaves_nothing() {
     let tb = tarball_bytes(&[("kexec/initrd", b"x"), ("kexec/run", RUN)]);
     let staging = dir.path().join("staging");
     let err = fetch_installer(
-        &local(dir.path(), &tb),
-        Some(&digest(&tb)),
+        &source(local(dir.path(), &tb)),
+        Some(&pin(digest(&tb))),
         &staging,
         1 << 30,
     )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("bzImage"), "{err}");
+    .unwrap_err();
+    assert_eq!(err.reason(), "installer-invalid", "{err}");
+    assert!(err.to_string().contains("bzImage"), "{err}");
     assert!(!staging.exists());
 }
 
@@ -172,12 +182,18 @@ fn sha256_mismatch_is_refused_and_removes_the_staging_dir() {
     let tb = nixos_images(b"kernel", b"initrd");
     let url = local(dir.path(), &tb);
     let staging = dir.path().join("staging");
-    let err = fetch_installer(&url, Some(&"0".repeat(64)), &staging, 1 << 30).unwrap_err();
+    let err = fetch_installer(
+        &source(url.clone()),
+        Some(&pin("0".repeat(64))),
+        &staging,
+        1 << 30,
+    )
+    .unwrap_err();
     assert_eq!(err.reason(), "sha256-mismatch");
     assert_eq!(err.exit_code(), 1);
     assert!(err.to_string().contains(&digest(&tb)), "{err}");
     assert!(!staging.exists());
-    let err = fetch_installer(&url, None, &staging, 100).unwrap_err();
+    let err = fetch_installer(&source(url), None, &staging, 100).unwrap_err();
     assert_eq!(err.reason(), "body-too-large", "{err}");
     assert!(!staging.exists());
 }
@@ -188,8 +204,13 @@ fn a_wrong_file_is_reported_as_a_digest_mismatch_not_as_bad_gzip() {
     let page = b"<html>404 but served as 200</html>".repeat(1000);
     let staging = dir.path().join("staging");
     let want = digest(&nixos_images(b"k", b"i"));
-    let err =
-        fetch_installer(&local(dir.path(), &page), Some(&want), &staging, 1 << 30).unwrap_err();
+    let err = fetch_installer(
+        &source(local(dir.path(), &page)),
+        Some(&pin(want)),
+        &staging,
+        1 << 30,
+    )
+    .unwrap_err();
     assert_eq!(err.reason(), "sha256-mismatch", "{err}");
     assert!(!staging.exists());
 }
@@ -201,8 +222,8 @@ fn a_pinned_but_truncated_tarball_fails_to_unpack_and_leaves_nothing() {
     let cut = &tb[..tb.len() / 2];
     let staging = dir.path().join("staging");
     let err = fetch_installer(
-        &local(dir.path(), cut),
-        Some(&digest(cut)),
+        &source(local(dir.path(), cut)),
+        Some(&pin(digest(cut))),
         &staging,
         1 << 30,
     )
@@ -298,8 +319,8 @@ fn fetch_from(addr: SocketAddr, path: &str, tb: &[u8]) -> (nixos_lift::Result<Pa
     let dir = tempfile::tempdir().unwrap().keep();
     let staging = dir.join("staging");
     let got = fetch_installer(
-        &format!("http://{addr}{path}"),
-        Some(&digest(tb)),
+        &source(format!("http://{addr}{path}")),
+        Some(&pin(digest(tb))),
         &staging,
         1 << 30,
     )
@@ -348,8 +369,9 @@ fn http_resume_at_the_wrong_offset_is_refused() {
     let (tb, _, _) = big_installer();
     let (addr, _) = serve(tb.clone(), vec![Act::CutAt(tb.len() / 3), Act::WrongRange]);
     let (got, dir) = fetch_from(addr, "/i.tar.gz", &tb);
-    let err = got.unwrap_err().to_string();
-    assert!(err.contains("asked to resume at byte"), "{err}");
+    let err = got.unwrap_err();
+    assert_eq!(err.reason(), "network", "{err}");
+    assert!(err.to_string().contains("asked to resume at byte"), "{err}");
     assert!(!dir.join("staging").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -368,8 +390,9 @@ fn http_redirects_are_followed_up_to_a_limit() {
 
     let (addr, log) = serve(tb.clone(), vec![Act::Redirect("/again")]);
     let (got, dir) = fetch_from(addr, "/again", &tb);
-    let err = got.unwrap_err().to_string();
-    assert!(err.contains("more than 5 redirects"), "{err}");
+    let err = got.unwrap_err();
+    assert_eq!(err.reason(), "network", "{err}");
+    assert!(err.to_string().contains("more than 5 redirects"), "{err}");
     assert_eq!(log.lock().unwrap().len(), 6);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -511,7 +534,7 @@ fn the_installer_size_is_asked_with_a_head_before_any_download() {
     use nixos_lift::fetch::installer_size;
     let body = noise(123_457, 3);
     let (addr, log) = serve(body.clone(), vec![Act::HonourRange]);
-    let size = installer_size(&format!("http://{addr}/installer.tar.gz"));
+    let size = installer_size(&source(format!("http://{addr}/installer.tar.gz")));
     assert_eq!(size.bytes, body.len() as u64);
     assert_eq!(size.source, "Content-Length");
     let requests = log.lock().unwrap().clone();
@@ -523,7 +546,7 @@ fn the_installer_size_is_asked_with_a_head_before_any_download() {
 
     // A server that does not say: the largest installer is assumed, and why.
     let (addr, _) = serve(body.clone(), vec![Act::Status(405)]);
-    let size = installer_size(&format!("http://{addr}/installer.tar.gz"));
+    let size = installer_size(&source(format!("http://{addr}/installer.tar.gz")));
     assert_eq!(size.bytes, nixos_lift::plan::memory::ASSUMED_INSTALLER);
     assert!(
         size.source.starts_with("assumed: HEAD: "),
@@ -533,7 +556,7 @@ fn the_installer_size_is_asked_with_a_head_before_any_download() {
     assert!(size.source.contains("405"), "{}", size.source);
 
     let dir = tempfile::tempdir().unwrap();
-    let size = installer_size(&local(dir.path(), &body));
+    let size = installer_size(&source(local(dir.path(), &body)));
     assert_eq!(
         (size.bytes, size.source.as_str()),
         (body.len() as u64, "file size")

@@ -218,6 +218,13 @@ impl InstallerSource {
         self.0.as_str()
     }
 
+    /// The file a `file://` source names; `None` for http(s).
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        (self.0.scheme() == "file")
+            .then(|| self.0.to_file_path().ok())
+            .flatten()
+    }
+
     pub fn url(&self) -> &url::Url {
         &self.0
     }

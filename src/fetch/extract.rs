@@ -143,8 +143,8 @@ pub fn unpack(input: impl BufRead, dir: &Path) -> Result<u64> {
             }
             written += n as u64;
             if written > MAX_UNPACKED {
-                return Err(Error::Other(ctx(&format!(
-                    "more than {} MiB; not an installer",
+                return Err(Error::Installer(ctx(&format!(
+                    "{name}: more than {} MiB; not an installer",
                     MAX_UNPACKED >> 20
                 ))));
             }
@@ -174,7 +174,7 @@ fn clean(path: &Path) -> Option<PathBuf> {
 /// The layout unpacked in `dir`; call it only after the digest matched.
 pub fn resolve(dir: &Path) -> Result<Installer> {
     let missing = |what: &str| {
-        Error::Other(format!(
+        Error::Installer(format!(
             "unpacking the installer: {what} is missing; expected nixos-images' kexec/ layout or \
              kexec/manifest.json"
         ))
@@ -191,9 +191,9 @@ pub fn resolve(dir: &Path) -> Result<Installer> {
         let text =
             std::fs::read(&manifest_path).map_err(|e| Error::io("reading the manifest", e))?;
         let m: Manifest = serde_json::from_slice(&text)
-            .map_err(|e| Error::Other(format!("reading {MANIFEST_FILE}: {e}")))?;
+            .map_err(|e| Error::Installer(format!("reading {MANIFEST_FILE}: {e}")))?;
         if m.version != 1 {
-            return Err(Error::Other(format!(
+            return Err(Error::Installer(format!(
                 "{MANIFEST_FILE}: version {} (this agent reads 1)",
                 m.version
             )));
@@ -209,7 +209,7 @@ pub fn resolve(dir: &Path) -> Result<Installer> {
         let run = std::fs::read_to_string(inside("kexec/run")?)
             .map_err(|e| Error::io("reading kexec/run", e))?;
         let cmdline = cmdline_from_run(&run).map_err(|why| {
-            Error::Other(format!(
+            Error::Installer(format!(
                 "reading the installer's kexec/run: cannot rebuild the kernel command line it \
                  passes to kexec: {why}"
             ))

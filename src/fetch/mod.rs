@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::config::{InstallerSource, Sha256 as PinnedSha256};
 use crate::http::{Client, Deadline, Request, RetryPolicy, Sink};
 use crate::plan::memory::InstallerSize;
 use crate::{Error, Result};
@@ -50,8 +51,8 @@ pub fn hex(bytes: &[u8]) -> String {
 /// download's sha256 equals `sha256` (skipped when `None`: `allow_unpinned`); otherwise, and on
 /// any other failure, `staging` is removed and the error says why.
 pub fn fetch_installer(
-    url: &str,
-    sha256: Option<&str>,
+    url: &InstallerSource,
+    sha256: Option<&PinnedSha256>,
     staging: &Path,
     max_bytes: u64,
 ) -> Result<Fetched> {
@@ -73,8 +74,8 @@ pub fn fetch_installer(
 }
 
 fn fetch_into(
-    url: &str,
-    pin: Option<&str>,
+    url: &InstallerSource,
+    pin: Option<&PinnedSha256>,
     staging: &Path,
     max_bytes: u64,
 ) -> Result<(u64, String, Installer)> {
@@ -89,9 +90,9 @@ fn fetch_into(
         unpack: Some(chunks),
         progress: Progress::new(),
     };
-    let downloaded = match url.strip_prefix("file://") {
-        Some(path) => read_local(Path::new(path), max_bytes, &mut tee),
-        None => download(url, max_bytes, &mut tee),
+    let downloaded = match url.local_path() {
+        Some(path) => read_local(&path, max_bytes, &mut tee),
+        None => download(url.url(), max_bytes, &mut tee),
     };
     let Tee {
         hasher,
@@ -110,7 +111,7 @@ fn fetch_into(
     let digest = hex(&hasher.finalize());
     // The digest first: a wrong file explains a tarball that does not unpack.
     match pin {
-        Some(want) if !want.eq_ignore_ascii_case(&digest) => {
+        Some(want) if !want.as_hex().eq_ignore_ascii_case(&digest) => {
             return Err(Error::Verification(format!(
                 "verifying {url}: sha256 mismatch: got {digest}, pinned {want}; nothing was \
                  used and nothing changed (way out: pin the digest of the tarball the URL \
@@ -219,10 +220,8 @@ fn read_local(src: &Path, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
     }
 }
 
-fn download(url: &str, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| Error::Other(format!("parsing the installer URL {url}: {e}")))?;
-    let req = Request::get(parsed);
+fn download(url: &reqwest::Url, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
+    let req = Request::get(url.clone());
     let client = Client::new(RetryPolicy::download(), None)?;
     let deadline = Deadline::after(OVERALL_DEADLINE);
     tokio::runtime::Builder::new_current_thread()
@@ -232,7 +231,7 @@ fn download(url: &str, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
         .block_on(client.stream(&req, deadline, max_bytes, sink))?
         .ok_or_else(|| Error::Http {
             method: "GET".into(),
-            url: url.into(),
+            url: url.to_string(),
             status: 404,
         })
 }
@@ -240,17 +239,17 @@ fn download(url: &str, max_bytes: u64, sink: &mut dyn Sink) -> Result<u64> {
 /// The installer's size before downloading it: the file's for `file://`, else the
 /// `Content-Length` of a HEAD (redirects followed). Never fails: an unknown size is assumed
 /// ([`InstallerSize::assumed`]) and the reason kept, so the plan can say so.
-pub fn installer_size(url: &str) -> InstallerSize {
-    if let Some(path) = url.strip_prefix("file://") {
-        return match std::fs::metadata(path) {
+pub fn installer_size(url: &InstallerSource) -> InstallerSize {
+    if let Some(path) = url.local_path() {
+        return match std::fs::metadata(&path) {
             Ok(meta) => InstallerSize {
                 bytes: meta.len(),
                 source: "file size".into(),
             },
-            Err(e) => InstallerSize::assumed(&format!("reading {path}: {e}")),
+            Err(e) => InstallerSize::assumed(&format!("reading {}: {e}", path.display())),
         };
     }
-    match head_length(url) {
+    match head_length(url.url()) {
         Ok(bytes) => InstallerSize {
             bytes,
             source: "Content-Length".into(),
@@ -262,14 +261,13 @@ pub fn installer_size(url: &str) -> InstallerSize {
     }
 }
 
-fn head_length(url: &str) -> std::result::Result<u64, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("parsing the URL: {e}"))?;
+fn head_length(url: &reqwest::Url) -> std::result::Result<u64, String> {
     let client = Client::new(RetryPolicy::size_probe(), None).map_err(|e| e.to_string())?;
     let response = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("starting the async runtime: {e}"))?
-        .block_on(client.send(&Request::head(parsed), Deadline::after(SIZE_DEADLINE)))
+        .block_on(client.send(&Request::head(url.clone()), Deadline::after(SIZE_DEADLINE)))
         .map_err(|e| format!("HEAD: {e}"))?
         .ok_or("HEAD answered 404")?;
     // The header itself: a HEAD response has no body for reqwest to measure.

@@ -243,13 +243,16 @@ pub fn wait_reachable(endpoints: &[Endpoint], deadline: Duration) -> Result<()> 
                 Err(e) => last_err = e,
             }
             if start.elapsed() + Duration::from_secs(2) >= deadline {
-                return Err(Error::Other(format!(
-                    "waiting for the network: {} {}:{} unreachable after {}s: {last_err}",
-                    ep.role,
-                    ep.host,
-                    ep.port,
-                    start.elapsed().as_secs()
-                )));
+                return Err(Error::Network {
+                    what: "waiting for the network".into(),
+                    why: format!(
+                        "{} {}:{} unreachable after {}s: {last_err}",
+                        ep.role,
+                        ep.host,
+                        ep.port,
+                        start.elapsed().as_secs()
+                    ),
+                });
             }
             std::thread::sleep(Duration::from_secs(2));
         }

@@ -75,7 +75,7 @@ pub fn make_plan(
         .installable()
         .and_then(|arch| guard::installer_for(&config.installer, arch).0);
     if let Some(installer) = installer.filter(|i| root.is_host() && guard::url_allowed(&i.url)) {
-        env.installer_size = Some(crate::fetch::installer_size(installer.url.as_str()));
+        env.installer_size = Some(crate::fetch::installer_size(&installer.url));
     }
     let plan = plan_install(&facts, config, &env);
     if config.system.is_none() && facts.host.memory_bytes < EVALUATION_MEMORY {
@@ -109,12 +109,8 @@ pub fn fetch_installer(
     sha256: Option<&crate::config::Sha256>,
     dest: &std::path::Path,
 ) -> Result<FetchSummary> {
-    let fetched = crate::fetch::fetch_installer(
-        url.as_str(),
-        sha256.map(|s| s.as_hex()),
-        dest,
-        crate::fetch::DEFAULT_MAX_BYTES,
-    )?;
+    let fetched =
+        crate::fetch::fetch_installer(url, sha256, dest, crate::fetch::DEFAULT_MAX_BYTES)?;
     Ok(FetchSummary {
         url: url.to_string(),
         bytes: fetched.bytes,
@@ -245,8 +241,15 @@ pub fn run(args: &RunOptions) -> Result<()> {
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         // No `failed` event: the run holding the lock is the takeover, and reports it.
-        return Err(Error::Other(
-            "another nixos-lift run holds /run/nixos-lift/lock".into(),
+        return Err(Error::refused(
+            "run",
+            Refusal::new(
+                Guard::RunLock,
+                format!("another nixos-lift run holds {WORK_DIR}/lock"),
+                "one run at a time on a machine",
+                "let that run finish: it reports its own progress (journal, serial console, \
+                 webhook); a second run is never needed",
+            ),
         ));
     }
 
@@ -414,8 +417,8 @@ impl Takeover<'_> {
         );
         let before_fetch = usage();
         let installer = crate::fetch::fetch_installer(
-            source.url.as_str(),
-            source.sha256.as_ref().map(|s| s.as_hex()),
+            &source.url,
+            source.sha256.as_ref(),
             &prepared.staged.path().join("installer"),
             crate::fetch::DEFAULT_MAX_BYTES,
         )?
