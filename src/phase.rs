@@ -55,8 +55,8 @@ impl<P: Phase> Phases<P> {
         );
     }
 
-    /// The `failed` event at the running phase; `error` is the reason.
-    pub fn failed(&mut self, message: &str, error: &str) {
+    /// The `failed` event at the running phase, with `error`'s text and reason.
+    pub fn failed(&mut self, message: &str, error: &crate::Error) {
         let phase = self.current;
         self.reporter.event(
             phase.name(),
@@ -108,7 +108,7 @@ mod tests {
         let mut phases = Phases::<Demo>::new(Reporter::new(1, vec![Box::new(mem.clone())]));
         assert_eq!(phases.current(), Demo::Plan);
         phases.begin(Demo::Download, "fetching");
-        phases.failed("stopped", "no route to host");
+        phases.failed("stopped", &crate::Error::Other("no route to host".into()));
         phases.done("finished");
         assert_eq!(
             mem.lines(),

@@ -51,7 +51,11 @@ pub struct Event {
     pub total: u32,
     pub status: Status,
     pub message: String,
+    /// On `failed`: what went wrong, as the console line says it.
     pub error: Option<String>,
+    /// On `failed`: the error's stable reason (`network`, `subprocess`, a guard's name, ...),
+    /// for a consumer that acts on the cause without parsing `error`.
+    pub reason: Option<String>,
     pub instance_id: Option<String>,
     pub hostname: Option<String>,
     /// Seconds since the Unix epoch.
@@ -258,7 +262,7 @@ impl Reporter {
         total: u32,
         status: Status,
         message: &str,
-        error: Option<&str>,
+        error: Option<&Error>,
     ) {
         let event = Event {
             stage: self.stage,
@@ -267,7 +271,8 @@ impl Reporter {
             total,
             status,
             message: message.to_string(),
-            error: error.map(str::to_string),
+            error: error.map(ToString::to_string),
+            reason: error.map(|e| e.reason().to_string()),
             instance_id: self.instance_id.clone(),
             hostname: self.hostname.clone(),
             time: SystemTime::now()
@@ -465,6 +470,7 @@ mod tests {
             status,
             message: "partitioning /dev/vda (disko)".into(),
             error: (status == Status::Failed).then(|| "disko exited 1".into()),
+            reason: (status == Status::Failed).then(|| "subprocess".into()),
             instance_id: None,
             hostname: None,
             time: 0,

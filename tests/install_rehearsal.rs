@@ -560,6 +560,7 @@ fn a_failed_nixos_install_prints_a_banner_sends_failed_and_does_not_reboot() {
         last["error"].as_str().unwrap().contains("nixos-install"),
         "{last}"
     );
+    assert_eq!(last["reason"], "subprocess", "{last}");
     assert!(events
         .iter()
         .all(|(_, e)| e["phase"] != "reboot" && e["status"] != "done"));

@@ -14,6 +14,7 @@ use assert_cmd::cargo::CommandCargoExt;
 use nixos_lift::config::{HttpUrl, Secret};
 use nixos_lift::http::{Client, Deadline, Request, RetryPolicy};
 use nixos_lift::report::{MemorySink, RemoteTargets, Reporter, Status};
+use nixos_lift::Error;
 use serde_json::{json, Value};
 
 /// One request as the server saw it.
@@ -197,7 +198,7 @@ fn the_reporter_sends_held_and_later_events_in_order_with_identity_and_token() {
         5,
         Status::Failed,
         "stopped",
-        Some("sha256 mismatch"),
+        Some(&Error::Verification("sha256 mismatch".into())),
     );
     r.finish(Duration::from_secs(20));
 
@@ -243,6 +244,8 @@ fn the_reporter_sends_held_and_later_events_in_order_with_identity_and_token() {
         );
     }
     assert_eq!(hooks[2].json()["error"], "sha256 mismatch");
+    assert_eq!(hooks[2].json()["reason"], "sha256-mismatch");
+    assert_eq!(hooks[1].json()["reason"], Value::Null);
 
     let attrs: Vec<(String, Option<String>)> = seen
         .iter()
@@ -348,6 +351,7 @@ fn run_sends_stage_one_failed_event_when_a_guard_refuses() {
         "{}",
         events[1]
     );
+    assert_eq!(events[1]["reason"], "guard-refused", "{}", events[1]);
     assert_eq!(events[1]["step"], 1);
     assert_eq!(events[1]["total"], 5);
 }

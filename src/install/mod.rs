@@ -689,8 +689,7 @@ fn nix_attr(name: &str) -> String {
 fn banner(phases: &mut Phases<InstallPhase>, log: &SharedLog, error: &Error) {
     let phase = phases.current();
     let tail = log.tail();
-    let reason = error.to_string();
-    phases.failed(&format!("stopped at {}", phase.name()), &reason);
+    phases.failed(&format!("stopped at {}", phase.name()), error);
     let rule = "nixos-lift: ================================================================";
     phases.line(rule);
     phases.line(&format!(
@@ -699,7 +698,7 @@ fn banner(phases: &mut Phases<InstallPhase>, log: &SharedLog, error: &Error) {
         phase.step(),
         InstallPhase::total()
     ));
-    phases.line(&format!("nixos-lift: reason: {reason}"));
+    phases.line(&format!("nixos-lift: reason: {error}"));
     phases.line(if phase.wrote_disk() {
         "nixos-lift: the disk was partitioned and is not bootable: do not reboot into it; \
          rerun the install after fixing the cause"

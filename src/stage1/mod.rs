@@ -266,7 +266,7 @@ pub fn run(args: &RunOptions) -> Result<()> {
         let phase = phases.current().name();
         phases.failed(
             &format!("stage 1 stopped at {phase}; the machine still runs the stock image"),
-            &err.to_string(),
+            err,
         );
     }
     phases.reporter.finish(REPORT_DRAIN);
