@@ -139,7 +139,7 @@ impl Error {
         }
     }
 
-    /// The kernel's errno behind the error, when there is one: the journal's `ERRNO=` field.
+    /// The kernel's errno behind the error, when there is one (logged as `errno=N`).
     pub fn errno(&self) -> Option<i32> {
         match self {
             Self::Kexec { errno, .. } => *errno,

@@ -1,14 +1,12 @@
 //! OpenSSH public keys, checked once for both sources: the config's `ssh.authorized_keys` and
 //! the keys a cloud's metadata service hands out.
 
-use serde::Serialize;
 use ssh_key::PublicKey;
 
 /// One checked `authorized_keys` line, kept as written (trimmed): an `ssh.authorized_keys`
-/// entry, a metadata key, or one of root's. In JSON, the line. Its checked `Deserialize` is the
-/// config's (`config::values::checked`), so a bad config entry is reported at its own column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(into = "String")]
+/// entry, a metadata key, or one of root's. Its serde impls are the config's, with the other
+/// newtypes (`config/values.rs`): in JSON the line, read back through this check.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizedKey(String);
 
 impl TryFrom<String> for AuthorizedKey {
@@ -17,12 +15,6 @@ impl TryFrom<String> for AuthorizedKey {
     fn try_from(value: String) -> Result<Self, String> {
         ParsedKey::parse(&value)?;
         Ok(Self(value.trim().to_string()))
-    }
-}
-
-impl From<AuthorizedKey> for String {
-    fn from(key: AuthorizedKey) -> String {
-        key.0
     }
 }
 

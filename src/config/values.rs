@@ -220,9 +220,10 @@ impl InstallerSource {
 
     /// The file a `file://` source names; `None` for http(s).
     pub fn local_path(&self) -> Option<std::path::PathBuf> {
-        (self.0.scheme() == "file")
-            .then(|| self.0.to_file_path().ok())
-            .flatten()
+        match self.0.scheme() {
+            "file" => self.0.to_file_path().ok(),
+            _ => None,
+        }
     }
 
     pub fn url(&self) -> &url::Url {
@@ -502,7 +503,8 @@ serialize_as_str!(
     TrustedPublicKey,
     StorePath,
     TokenHost,
-    TimeSpan
+    TimeSpan,
+    AuthorizedKey,
 );
 
 deserialize_checked!(

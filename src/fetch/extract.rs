@@ -51,13 +51,11 @@ pub struct Installer {
 }
 
 /// The two installer tarball layouts `fetch-installer` reads. In JSON and logs, its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// nixos-lift's own installer: `kexec/manifest.json`, and stage 2 in it.
-    #[serde(rename = "nixos-lift manifest")]
     Manifest,
     /// nixos-images' upstream kexec tarball: `kexec/run`, no stage 2.
-    #[serde(rename = "nixos-images")]
     NixosImages,
 }
 
@@ -73,6 +71,12 @@ impl Layout {
 impl std::fmt::Display for Layout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Layout {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
