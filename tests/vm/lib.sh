@@ -257,7 +257,9 @@ shell_escape_arg() {
 # PARAMS (split on spaces). So stage 1 reads kexec/run exactly as upstream writes it.
 upstream_kexec_run() {
     local out=$1 tarball args="" p
-    tarball=$(ls -1 "$UPSTREAM_DIR"/nixos-images-*.tar.gz 2>/dev/null | sort | tail -n 1)
+    # `|| true`: under pipefail a missing snapshot would end the script here, before the die
+    # below could say which directory was read.
+    tarball=$(ls -1 "$UPSTREAM_DIR"/nixos-images-*.tar.gz 2>/dev/null | sort | tail -n 1) || true
     [ -n "$tarball" ] || die "no nixos-images-*.tar.gz in $UPSTREAM_DIR: the installer fixture's kexec/run is nixos-images' own kexec-run.sh, unpacked from it (SIMCLOUD_UPSTREAM names another directory)"
     if ! tar -xzOf "$tarball" --wildcards '*/nix/kexec-installer/kexec-run.sh' >"$out.in" 2>/dev/null || [ ! -s "$out.in" ]; then
         die "$tarball has no nix/kexec-installer/kexec-run.sh"
